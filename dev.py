@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""The two quickstart commands: ``python3 dev.py demo`` and ``python3 dev.py test``.
+
+Each one creates or updates the local virtual environment ``.venv`` (pinned
+versions from ``constraints.txt``) when ``pyproject.toml`` or the constraints
+changed, then runs the demo or the whole test suite inside it. Only the
+Python standard library is used here, so a fresh machine needs nothing but
+Python 3.11+.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+STAMP = VENV / ".tango-bokeh-installed"
+EXTRAS = {"demo": "notebook,dashboard", "test": "notebook,dashboard,test"}
+
+
+def _fingerprint(extras: str) -> str:
+    digest = hashlib.sha256(extras.encode())
+    for name in ("pyproject.toml", "constraints.txt"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_venv(extras: str) -> None:
+    """Create ``.venv`` and install the project with ``extras``, unless already up to date."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"tango-bokeh needs Python 3.11 or newer, not {sys.version.split()[0]}")
+    wanted = _fingerprint(extras)
+    if STAMP.exists() and STAMP.read_text().split() and wanted in STAMP.read_text().split():
+        return
+    if not (BIN / "python").exists():
+        print(f"Creating the virtual environment {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    print("Installing tango-bokeh and its pinned dependencies ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    subprocess.run(
+        [*pip, "install", "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[{extras}]"],
+        check=True,
+    )
+    # Remember every extras set installed with these pins (demo's set is a subset of test's).
+    known = set(STAMP.read_text().split()) if STAMP.exists() else set()
+    if extras == EXTRAS["test"]:
+        known.add(_fingerprint(EXTRAS["demo"]))
+    STAMP.write_text("\n".join(sorted({*known, wanted})) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in EXTRAS:
+        print(__doc__.strip())
+        print("\nusage: python3 dev.py demo [tango-bokeh demo options]")
+        print("       python3 dev.py test [pytest options]")
+        return 2
+    command, rest = argv[0], argv[1:]
+    ensure_venv(EXTRAS[command])
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if command == "demo":
+        args = [str(BIN / "tango-bokeh"), "demo", *rest]
+    else:
+        args = [str(BIN / "python"), "-m", "pytest", *rest]
+    os.chdir(ROOT)
+    os.execve(args[0], args, env)  # signals go straight to the demo / pytest
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

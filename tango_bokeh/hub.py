@@ -1,0 +1,283 @@
+"""The hub: one acquisition per attribute per process, fanned out to any number of readers.
+
+Sessions never talk to Tango. They ask the hub for a :class:`Cursor` on an
+attribute; the first cursor starts the acquisition, the last one to close
+stops it. Samples go into one bounded :class:`~tango_bokeh.ring.Ring` per
+attribute and each cursor reads what is new for it, without copies.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from .ring import Ring
+from .tango.acquisition import Acquisition, AcquisitionConfig, Handle
+from .tango.modes import Mode
+from .tango.names import AttributeName, parse_name
+from .tango.sample import AttributeInfo, Format, Sample
+
+#: Ring capacity by data format: enough history for a trend, bounded memory for images.
+DEFAULT_CAPACITY = {Format.SCALAR: 10_000, Format.SPECTRUM: 64, Format.IMAGE: 4}
+
+
+@dataclass
+class ChannelStats:
+    """Counters of one attribute, as :meth:`Hub.stats` reports them."""
+
+    name: str
+    mode: str
+    consumers: int
+    received: int
+    dropped: int
+    out_of_order: int
+    errors: int
+    last_error: str | None
+    last_update: float | None
+
+
+@dataclass
+class HubStats:
+    """Everything the hub knows about its load; what tests, benchmarks and metrics read."""
+
+    channels: int
+    consumers: int
+    subscriptions: int  # live Tango event subscriptions
+    polled: int  # attributes under client polling
+    polled_devices: int
+    device_reads: int
+    attributes: dict[str, ChannelStats] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Channel:
+    """All that is known of one attribute in this process. Written by Tango threads."""
+
+    def __init__(self, name: AttributeName, capacity: dict[Format, int]) -> None:
+        self.name = name
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._ring: Ring[Sample] = Ring(capacity[Format.SCALAR])
+        self._last_time = float("-inf")
+        self.info: AttributeInfo | None = None
+        self.mode = Mode.PENDING
+        self.status: str | None = None  # why the mode is what it is (last subscription error)
+        self.received = 0
+        self.dropped = 0
+        self.out_of_order = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.last_update: float | None = None
+        self.handle: Handle | None = None
+        self.cursors: set[Cursor] = set()
+
+    # -- Feed protocol (called from acquisition threads) -------------------------
+
+    def push(self, sample: Sample) -> None:
+        with self._lock:
+            self.received += 1
+            if sample.error is not None:
+                self.errors += 1
+                self.last_error = sample.error
+            elif sample.time < self._last_time or (
+                sample.time == self._last_time and self.mode is Mode.POLL
+            ):
+                self.out_of_order += 1  # older than what we have: never show it
+                return
+            else:
+                self._last_time = sample.time
+            self._ring.append(sample)
+            self.last_update = time.time()
+
+    def set_mode(self, mode: Mode, error: str | None = None) -> None:
+        with self._lock:
+            self.mode = mode
+            self.status = error
+
+    def set_info(self, info: AttributeInfo) -> None:
+        with self._lock:
+            self.info = info
+            capacity = self._capacity[info.format]
+            if capacity != self._ring.capacity:
+                self._ring.resize(capacity)
+
+    # -- readers -----------------------------------------------------------------
+
+    def read_since(self, seq: int) -> tuple[list[Sample], int, int]:
+        """New samples from ``seq`` on, how many were lost, and the next sequence number."""
+        with self._lock:
+            items, lost = self._ring.since(seq)
+            self.dropped += lost
+            return items, lost, self._ring.end
+
+    def first_seq(self) -> int:
+        """Where a new reader starts: at the newest sample, so it sees the current value."""
+        with self._lock:
+            return max(self._ring.start, self._ring.end - 1)
+
+    def latest(self) -> Sample | None:
+        with self._lock:
+            return self._ring.latest()
+
+    def stats(self) -> ChannelStats:
+        with self._lock:
+            return ChannelStats(
+                name=str(self.name),
+                mode=str(self.mode),
+                consumers=len(self.cursors),
+                received=self.received,
+                dropped=self.dropped,
+                out_of_order=self.out_of_order,
+                errors=self.errors,
+                last_error=self.status if self.mode is Mode.FAILED else self.last_error,
+                last_update=self.last_update,
+            )
+
+
+class Cursor:
+    """One reader's position in one attribute's stream. Not thread-safe: one reader each."""
+
+    def __init__(self, hub: Hub, channel: Channel) -> None:
+        self._hub = hub
+        self.channel = channel
+        self._seq = channel.first_seq()
+        self.lost = 0
+        self.closed = False
+
+    @property
+    def name(self) -> AttributeName:
+        return self.channel.name
+
+    @property
+    def info(self) -> AttributeInfo | None:
+        return self.channel.info
+
+    @property
+    def mode(self) -> Mode:
+        return self.channel.mode
+
+    @property
+    def status(self) -> str | None:
+        """The reason acquisition is pending or failed, if it is."""
+        return self.channel.status
+
+    def read(self) -> list[Sample]:
+        """Samples that arrived since the previous call (oldest first)."""
+        if self.closed:
+            return []
+        items, lost, self._seq = self.channel.read_since(self._seq)
+        self.lost += lost
+        return items
+
+    def latest(self) -> Sample | None:
+        return self.channel.latest()
+
+    def close(self) -> None:
+        """Leave the channel; the last reader leaving stops the acquisition."""
+        if not self.closed:
+            self.closed = True
+            self._hub._release(self)
+
+    def __repr__(self) -> str:
+        return f"<Cursor {self.channel.name} {self.channel.mode}>"
+
+
+class Hub:
+    """Process-wide fan-out of Tango attributes. Thread-safe; never blocks on Tango."""
+
+    _default: ClassVar[Hub | None] = None
+    _default_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        acquisition: Acquisition | None = None,
+        capacity: dict[Format, int] | None = None,
+    ) -> None:
+        self.acquisition = acquisition or Acquisition()
+        self._capacity = {**DEFAULT_CAPACITY, **(capacity or {})}
+        self._lock = threading.Lock()
+        self._channels: dict[str, Channel] = {}
+        self._closed = False
+
+    @classmethod
+    def default(cls) -> Hub:
+        """The hub shared by every session of this process."""
+        with cls._default_lock:
+            if cls._default is None or cls._default._closed:
+                cls._default = cls(Acquisition(AcquisitionConfig()))
+            return cls._default
+
+    def subscribe(self, name: str | AttributeName, poll_period: float | None = None) -> Cursor:
+        """A new cursor on ``name``; raises :class:`~tango_bokeh.tango.InvalidName` if malformed.
+
+        Returns at once: acquisition (or the error explaining why there is none)
+        shows up in the cursor's samples, ``mode`` and ``status``.
+        """
+        parsed = name if isinstance(name, AttributeName) else parse_name(name)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the hub is closed")
+            channel = self._channels.get(parsed.key)
+            new = channel is None
+            if new:
+                channel = self._channels[parsed.key] = Channel(parsed, self._capacity)
+            cursor = Cursor(self, channel)
+            channel.cursors.add(cursor)
+        if new:
+            channel.handle = self.acquisition.start(parsed, channel, poll_period)
+        return cursor
+
+    def _release(self, cursor: Cursor) -> None:
+        channel = cursor.channel
+        with self._lock:
+            channel.cursors.discard(cursor)
+            if channel.cursors or self._channels.get(channel.name.key) is not channel:
+                return
+            del self._channels[channel.name.key]
+        if channel.handle is not None:
+            channel.handle.stop()
+
+    def channel(self, name: str) -> Channel | None:
+        with self._lock:
+            return self._channels.get(parse_name(name).key)
+
+    def stats(self) -> HubStats:
+        """Counters per attribute and totals, including live Tango subscriptions."""
+        with self._lock:
+            channels = list(self._channels.values())
+        acq = self.acquisition.stats()
+        per = {c.name.key: c.stats() for c in channels}
+        return HubStats(
+            channels=len(per),
+            consumers=sum(s.consumers for s in per.values()),
+            subscriptions=acq["subscriptions"],
+            polled=acq["polled"],
+            polled_devices=acq["polled_devices"],
+            device_reads=acq["device_reads"],
+            attributes=per,
+        )
+
+    def close(self) -> None:
+        """Stop every acquisition; cursors still open read nothing more."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            channels = list(self._channels.values())
+            self._channels.clear()
+        for channel in channels:
+            if channel.handle is not None:
+                channel.handle.stop()
+        self.acquisition.close()
+
+
+@atexit.register
+def _close_default_hub() -> None:
+    hub = Hub._default
+    if hub is not None:
+        hub.close()

@@ -1,0 +1,380 @@
+"""Sessions: one bokeh Document fed by Tango attributes, with a leak-proof lifecycle.
+
+The semantics are those of the notebook study this project grew from
+(``BokehSession``): named sessions in a locked class-level registry, a new
+session closing an older one of the same name, ``open``/``close``,
+``pause``/``resume``, ``start``/``stop``, a ``callback_period`` (>= 0.1 s)
+driving ``periodic_callback``, ``setup_document``,
+``safe_document_modifications``, ``timeout_callback``, ``close_all`` and a
+printable registry status.
+
+What is added: Tango attributes are declared (``attributes = (...)``) or
+subscribed with :meth:`Session.subscribe`, through the process-wide
+:class:`~tango_bokeh.hub.Hub`; :meth:`Session.close` is the one place where
+they are released, and it is idempotent. Tango threads never touch the
+Document: the periodic tick drains the hub cursors on the Document's loop.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from uuid import uuid4
+
+from .hub import Cursor, Hub
+from .tango.sample import Sample
+
+if TYPE_CHECKING:
+    from bokeh.document import Document
+
+log = logging.getLogger(__name__)
+
+#: The shortest period the periodic callback may have, in seconds.
+MIN_CALLBACK_PERIOD = 0.1
+
+
+class View(Protocol):
+    """What a session hands new samples to (see :mod:`tango_bokeh.views`)."""
+
+    def update(self, batch: Mapping[str, Sequence[Sample]], now: float) -> None: ...
+
+
+class Session:
+    """Base class of everything that shows Tango data in one bokeh Document.
+
+    Subclass it, declare ``attributes`` (or call :meth:`subscribe`), build the
+    page in :meth:`setup_document` and react to data in :meth:`on_samples` or
+    :meth:`periodic_callback`. Never unsubscribe by hand: :meth:`close` does it.
+    """
+
+    #: Attributes every instance subscribes to on creation.
+    attributes: ClassVar[Sequence[str]] = ()
+    #: Start the periodic activity as soon as the Document is set up.
+    autostart: ClassVar[bool] = True
+
+    _registry: ClassVar[dict[str, Session]] = {}
+    _registry_lock: ClassVar[threading.RLock] = threading.RLock()
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        callback_period: float | None = 1.0,
+        hub: Hub | None = None,
+    ) -> None:
+        self._name = name or str(uuid4())
+        self._hub = hub or Hub.default()
+        self._doc: Document | None = None
+        self._callback_period: float | None = None
+        self.callback_period = callback_period
+        self._periodic: Any = None  # bokeh's handle of the periodic callback
+        self._suspended = True
+        self._closed = False
+        self._state_lock = threading.Lock()
+        self._cursors: dict[str, Cursor] = {}
+        self._views: list[View] = []
+        self._on_close: list[Callable[[], None]] = []
+        self.ticks = 0
+        self.last_tick_duration = 0.0
+        self._replace(self._name)
+        try:
+            for attribute in type(self).attributes:
+                self.subscribe(attribute)
+        except Exception:
+            self.close()
+            raise
+
+    # -- registry ---------------------------------------------------------------
+
+    def _replace(self, name: str) -> None:
+        """Close the session already registered under ``name``, then take its place."""
+        with Session._registry_lock:
+            older = Session._registry.pop(name, None)
+        if older is not None and older is not self:
+            try:
+                older.close()
+            except Exception:
+                log.exception("closing the previous session %r", name)
+        with Session._registry_lock:
+            Session._registry[name] = self
+
+    @classmethod
+    def sessions(cls) -> list[Session]:
+        """Open sessions (of this class and its subclasses)."""
+        with Session._registry_lock:
+            return [s for s in Session._registry.values() if isinstance(s, cls)]
+
+    @classmethod
+    def get(cls, name: str) -> Session | None:
+        with Session._registry_lock:
+            return Session._registry.get(name)
+
+    @classmethod
+    def close_all(cls) -> None:
+        """Close every open session (also run at interpreter exit)."""
+        for session in cls.sessions():
+            try:
+                session.close()
+            except Exception:
+                log.exception("failed to close %r", session)
+
+    @classmethod
+    def status(cls) -> str:
+        """A readable listing of the registry and of the hub's load."""
+        sessions = cls.sessions()
+        lines = [f"{len(sessions)} open session(s)" if sessions else "no open session"]
+        lines += [f"- {s!r}" for s in sessions]
+        hub = Hub._default
+        if hub is not None:
+            stats = hub.stats()
+            lines.append(
+                f"hub: {stats.channels} attribute(s), {stats.consumers} reader(s), "
+                f"{stats.subscriptions} Tango subscription(s), {stats.polled} polled"
+            )
+        return "\n".join(lines)
+
+    @classmethod
+    def print_repository_status(cls) -> None:
+        print(cls.status())
+
+    # -- identity and state -----------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    uuid = name  # the study's name for it
+
+    @property
+    def hub(self) -> Hub:
+        return self._hub
+
+    @property
+    def document(self) -> Document | None:
+        return self._doc
+
+    @property
+    def ready(self) -> bool:
+        """True once the session has a Document and is not closed."""
+        return self._doc is not None and not self._closed
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def suspended(self) -> bool:
+        return self._suspended
+
+    @property
+    def bokeh_session_id(self) -> str | None:
+        context = self._doc.session_context if self._doc is not None else None
+        return context.id if context is not None else None
+
+    @property
+    def callback_period(self) -> float | None:
+        """Period of the periodic callback in seconds, or None when disabled."""
+        return self._callback_period
+
+    @callback_period.setter
+    def callback_period(self, period: float | None) -> None:
+        self._callback_period = None if period is None else max(MIN_CALLBACK_PERIOD, float(period))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("suspended" if self._suspended else "running")
+        attrs = ", ".join(self._cursors) or "no attribute"
+        return f"{type(self).__name__}:{self._name}:{state} [{attrs}]"
+
+    # -- Tango attributes -------------------------------------------------------
+
+    def subscribe(self, attribute: str, poll_period: float | None = None) -> Cursor:
+        """Start receiving ``attribute``; returns at once. Malformed names raise ``InvalidName``."""
+        if self._closed:
+            raise RuntimeError(f"session {self._name!r} is closed")
+        cursor = self._cursors.get(attribute)
+        if cursor is None:
+            cursor = self._cursors[attribute] = self._hub.subscribe(attribute, poll_period)
+        return cursor
+
+    def unsubscribe(self, attribute: str) -> None:
+        cursor = self._cursors.pop(attribute, None)
+        if cursor is not None:
+            cursor.close()
+
+    @property
+    def cursors(self) -> Mapping[str, Cursor]:
+        return dict(self._cursors)
+
+    def add_view(self, view: View) -> View:
+        """Views receive every tick's new samples (see :meth:`on_samples`)."""
+        self._views.append(view)
+        return view
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def open(self, **kwargs: Any) -> None:
+        """Show the session in the current notebook cell."""
+        from .notebook import show_session
+
+        show_session(self, **kwargs)
+
+    def attach(self, doc: Document) -> None:
+        """Give the session its Document (called by the front end that created it)."""
+        if self._closed:
+            raise RuntimeError(f"session {self._name!r} is closed")
+        self._doc = doc
+        if doc.session_context is not None:
+            doc.on_session_destroyed(self._on_session_destroyed)
+        self.setup_document()
+        if self.autostart and self._callback_period is not None and self._suspended:
+            self.start()
+
+    def _on_session_destroyed(self, _context: Any) -> None:
+        self.close()
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the session closes (front ends release their resources)."""
+        self._on_close.append(callback)
+
+    def close(self) -> None:
+        """Release every Tango subscription, callback and Document; safe to call twice."""
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._suspended = True
+        with Session._registry_lock:
+            if Session._registry.get(self._name) is self:
+                del Session._registry[self._name]
+        cursors, self._cursors = list(self._cursors.values()), {}
+        for cursor in cursors:
+            cursor.close()
+        if self._doc is not None:
+            self._in_document(self._cleanup_document)
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("close hook of %r", self)
+
+    def _cleanup_document(self) -> None:
+        self._set_periodic(None)
+        doc = self._doc
+        if doc is not None:
+            try:
+                doc.clear()
+            except Exception:  # the Document may be half destroyed already
+                log.debug("clearing the document of %r", self, exc_info=True)
+
+    def setup_document(self) -> None:
+        """Build the page: add roots to :attr:`document` (default: nothing)."""
+
+    # -- periodic activity ------------------------------------------------------
+
+    def periodic_callback_enabled(self) -> bool:
+        return self._callback_period is not None
+
+    def start(self) -> None:
+        """Start the periodic activity."""
+        self.resume()
+
+    def stop(self) -> None:
+        """Stop the periodic activity."""
+        self.pause()
+
+    def pause(self) -> None:
+        """Suspend the periodic callback (data keeps arriving in the hub, bounded)."""
+        self._suspended = True
+        self._in_document(lambda: self._set_periodic(None))
+
+    def resume(self) -> None:
+        """Resume the periodic callback at :attr:`callback_period`."""
+        if self._closed:
+            return
+        self._suspended = False
+        period = self._callback_period
+        self._in_document(lambda: self._set_periodic(period))
+
+    def update_callback_period(self, period: float | None) -> None:
+        """Change the period of a running periodic callback."""
+        self.callback_period = period
+        if not self._suspended:
+            period = self._callback_period
+            self._in_document(lambda: self._set_periodic(period))
+
+    def _set_periodic(self, period: float | None) -> None:
+        doc = self._doc
+        if doc is None:
+            return
+        if self._periodic is not None:
+            try:
+                doc.remove_periodic_callback(self._periodic)
+            except (ValueError, AttributeError, KeyError):
+                pass  # already gone with the Document
+            self._periodic = None
+        if period is not None and not self._closed and not self._suspended:
+            self._periodic = doc.add_periodic_callback(self._tick, int(1000 * period))
+
+    def _tick(self) -> None:
+        if self._closed or self._suspended:
+            return
+        started = time.perf_counter()
+        batch: dict[str, list[Sample]] = {}
+        for attribute, cursor in list(self._cursors.items()):
+            samples = cursor.read()
+            if samples:
+                batch[attribute] = samples
+        try:
+            self.on_samples(batch)
+            self.periodic_callback()
+        finally:
+            self.ticks += 1
+            self.last_tick_duration = time.perf_counter() - started
+
+    def tick(self) -> None:
+        """Run one periodic tick now (on the Document's thread)."""
+        self._tick()
+
+    def on_samples(self, batch: Mapping[str, Sequence[Sample]]) -> None:
+        """New samples since the previous tick, per attribute; default: hand them to the views."""
+        now = time.time()
+        for view in self._views:
+            view.update(batch, now)
+
+    def periodic_callback(self) -> None:
+        """Periodic activity of a subclass, after :meth:`on_samples` (default: nothing)."""
+
+    # -- Document access from anywhere ------------------------------------------
+
+    def _in_document(self, callback: Callable[[], None]) -> None:
+        doc = self._doc
+        if doc is None:
+            return
+        if doc.session_context is None:  # a bare Document (tests, export): no loop to defer to
+            callback()
+            return
+        try:
+            doc.add_next_tick_callback(callback)
+        except (AttributeError, RuntimeError, ValueError):
+            log.debug("document of %r is gone", self)
+
+    def safe_document_modifications(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the Document's loop, with the Document locked."""
+        if self.ready:
+            self._in_document(callback)
+
+    def timeout_callback(self, callback: Callable[[], None], timeout: float) -> None:
+        """Run ``callback`` on the Document's loop after ``timeout`` seconds."""
+        if self.ready and self._doc is not None:
+            try:
+                self._doc.add_timeout_callback(callback, int(1000 * timeout))
+            except (AttributeError, RuntimeError):
+                log.debug("document of %r is gone", self)
+
+
+atexit.register(Session.close_all)

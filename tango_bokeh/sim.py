@@ -1,0 +1,337 @@
+"""The embedded control system: a real Tango database and the simulated beamline.
+
+Starts PyTango's sqlite database server on a free loopback port inside a
+state directory, registers the simulated devices (properties, polling and
+event configuration all stored in the database), starts one process per device
+server and waits until every device answers. :meth:`ControlSystem.stop` ends
+every process it started, by process group. Tests use the same class as a
+fixture; ``tango-bokeh sim`` and ``tango-bokeh demo`` use it from the shell.
+
+This module starts processes and so must not initialise Tango itself before
+they are forked; it only talks to Tango from the child processes, except in
+:meth:`ControlSystem.wait_ready`, which runs after every process is started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO
+
+from tango_bokeh_devices.catalog import DEMO, DeviceSpec, ServerSpec
+
+log = logging.getLogger(__name__)
+
+_LISTENING = re.compile(r"host=(?P<host>[^,\s]+),\s*port=(?P<port>\d+)")
+
+
+class ControlSystemError(RuntimeError):
+    """The embedded control system could not be started; the message says why."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask the kernel to SIGTERM the child if we die, so nothing is ever orphaned."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class _Process:
+    """A child process in its own process group, with its output in a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path):
+        self.name = name
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            list(argv),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left."""
+        if self.alive():
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal_group(signal.SIGKILL)
+                self.popen.wait(5)
+        self.signal_group(signal.SIGKILL)  # stragglers of the group, if any
+        self._log.close()
+
+
+class ControlSystem:
+    """A Tango database (embedded unless ``tango_host`` is given) plus device servers.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | Path,
+        servers: Sequence[ServerSpec] = DEMO,
+        *,
+        tango_host: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        start_servers: bool = True,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.servers = tuple(servers)
+        self.host = host
+        self.port = port
+        self.external_host = tango_host
+        self.start_servers = start_servers
+        self._db: _Process | None = None
+        self._servers: dict[str, _Process] = {}
+        self._lock_file: IO[str] | None = None
+        self.tango_host: str | None = tango_host
+
+    # -- public -------------------------------------------------------------------
+
+    @property
+    def devices(self) -> list[DeviceSpec]:
+        return [device for server in self.servers for device in server.devices]
+
+    @property
+    def embedded(self) -> bool:
+        return self.external_host is None
+
+    def env(self) -> dict[str, str]:
+        """Environment for a process that should talk to this control system."""
+        env = dict(os.environ)
+        if self.tango_host:
+            env["TANGO_HOST"] = self.tango_host
+        return env
+
+    def start(self, timeout: float = 90.0) -> ControlSystem:
+        """Start (or join) the database, register and start the servers, wait for the devices."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        self._take_lock()
+        try:
+            deadline = time.monotonic() + timeout
+            if self.embedded:
+                self._start_database(deadline)
+            self._wait_database(deadline)
+            if self.start_servers:
+                self.register()
+                for server in self.servers:
+                    self.start_server(server)
+                self.wait_ready(deadline=deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every process this object started; idempotent."""
+        for name in list(self._servers):
+            self._servers.pop(name).stop()
+        if self._db is not None:
+            self._db.stop()
+            self._db = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> ControlSystem:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def pids(self) -> list[int]:
+        procs = [*self._servers.values(), *([self._db] if self._db else [])]
+        return [p.pid for p in procs if p.alive()]
+
+    def server(self, full_name: str) -> ServerSpec:
+        for server in self.servers:
+            if server.full_name.lower() == full_name.lower():
+                return server
+        raise KeyError(full_name)
+
+    def start_server(self, server: ServerSpec) -> None:
+        """Start one device server process (it must be registered)."""
+        old = self._servers.get(server.full_name)
+        if old is not None and old.alive():
+            raise ControlSystemError(f"device server {server.full_name} is already running")
+        argv = [
+            sys.executable, "-m", "tango_bokeh_devices", server.server, server.instance,
+            "-ORBendPoint", f"giop:tcp:{self.host}:",
+        ]  # fmt: skip
+        log_path = self.state_dir / "logs" / f"{server.server}-{server.instance}.log"
+        self._servers[server.full_name] = _Process(server.full_name, argv, self.env(), log_path)
+
+    def stop_server(self, server: ServerSpec, sig: int = signal.SIGTERM) -> None:
+        """Stop one device server (``SIGKILL`` simulates a crash)."""
+        proc = self._servers.pop(server.full_name, None)
+        if proc is None:
+            return
+        if sig == signal.SIGKILL:
+            proc.signal_group(signal.SIGKILL)
+            proc.popen.wait(10)
+        proc.stop()
+
+    def register(self) -> None:
+        """Write every device of :attr:`servers` into the database."""
+        import tango  # after every fork of the database process
+
+        host, port = self.tango_host.rsplit(":", 1)  # type: ignore[union-attr]
+        db = tango.Database(host, int(port))
+        for server in self.servers:
+            for device in server.devices:
+                info = tango.DbDevInfo()
+                info.name, info._class, info.server = (
+                    device.name, device.tango_class, server.full_name,
+                )  # fmt: skip
+                db.add_device(info)
+                if device.properties:
+                    db.put_device_property(device.name, dict(device.properties))
+                if device.polled:
+                    polled: list[str] = []
+                    for attr, period in device.polled.items():
+                        polled += [attr.lower(), str(period)]
+                    db.put_device_property(device.name, {"polled_attr": polled})
+                if device.attribute_properties:
+                    db.put_device_attribute_property(
+                        device.name, {a: dict(p) for a, p in device.attribute_properties.items()}
+                    )
+                if device.alias:
+                    with contextlib.suppress(tango.DevFailed):
+                        db.delete_device_alias(device.alias)
+                    db.put_device_alias(device.name, device.alias)
+
+    def wait_ready(self, names: Iterable[str] | None = None, deadline: float | None = None) -> None:
+        """Block until every device (or ``names``) answers a ping."""
+        import tango
+
+        deadline = deadline or time.monotonic() + 60
+        pending = list(names) if names is not None else [d.name for d in self.devices]
+        while pending:
+            for proc in self._servers.values():
+                if not proc.alive():
+                    raise ControlSystemError(
+                        f"device server {proc.name} exited (code {proc.popen.returncode}); "
+                        f"its log ({proc.log_path}) ends with:\n{proc.tail()}"
+                    )
+            name = pending[0]
+            try:
+                proxy = tango.DeviceProxy(f"tango://{self.tango_host}/{name}")
+                proxy.set_timeout_millis(1000)
+                proxy.ping()
+                pending.pop(0)
+                continue
+            except tango.DevFailed:
+                pass
+            if time.monotonic() > deadline:
+                raise ControlSystemError(f"device {name} did not answer in time")
+            time.sleep(0.2)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _take_lock(self) -> None:
+        path = self.state_dir / "lock"
+        handle = open(path, "a+")  # noqa: SIM115 - held until stop()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise ControlSystemError(
+                f"the state directory {self.state_dir} is in use by {owner}: "
+                "is the demo already running? Stop it, or use another --state-dir."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def _start_database(self, deadline: float) -> None:
+        if self.port and not port_is_free(self.host, self.port):
+            raise ControlSystemError(
+                f"port {self.port} on {self.host} is already in use: "
+                "choose another --port, or 0 for any free port"
+            )
+        env = dict(os.environ)
+        env["PYTANGO_DATABASE_NAME"] = str(self.state_dir / "tango.db")
+        env.pop("TANGO_HOST", None)
+        argv = [
+            sys.executable, "-m", "tango.databaseds.database",
+            "--host", self.host, "--port", str(self.port), "--print-host-port", "2",
+        ]  # fmt: skip
+        log_path = self.state_dir / "logs" / "database.log"
+        log_path.write_bytes(b"")
+        self._db = _Process("database", argv, env, log_path)
+        while True:
+            match = _LISTENING.search(log_path.read_text(errors="replace"))
+            if match:
+                self.tango_host = f"{match.group('host')}:{match.group('port')}"
+                return
+            if not self._db.alive():
+                raise ControlSystemError(
+                    f"the Tango database server exited; its log ends with:\n{self._db.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise ControlSystemError("the Tango database server did not start in time")
+            time.sleep(0.1)
+
+    def _wait_database(self, deadline: float) -> None:
+        import tango
+
+        while True:
+            try:
+                host, port = self.tango_host.rsplit(":", 1)  # type: ignore[union-attr]
+                tango.Database(host, int(port)).get_info()
+                return
+            except tango.DevFailed as exc:
+                if time.monotonic() > deadline:
+                    raise ControlSystemError(
+                        f"the Tango database at {self.tango_host} is unreachable: "
+                        f"{exc.args[0].desc.strip()}"
+                    ) from None
+            time.sleep(0.5)

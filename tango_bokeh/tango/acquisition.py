@@ -1,0 +1,375 @@
+"""Starting, keeping alive and stopping Tango acquisition, off the caller's thread.
+
+Every Tango call (proxy creation, configuration read, ``subscribe_event``,
+``unsubscribe_event``, ``read_attributes``) runs on a small worker pool, so the
+bokeh loop never blocks on a slow or dead device. A single scheduler thread
+times retries and client polling. Polling is batched per device: one
+``read_attributes`` call per device and period, never two in flight.
+
+Event callbacks hold only weak references to the feeds they write into.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import tango
+
+from .convert import error_text, info_from_config, sample_from_attribute, sample_from_event
+from .convert import sample_from_exception
+from .modes import Mode, Step, following, next_step
+from .names import AttributeName
+from .sample import AttributeInfo, Quality, Sample
+
+log = logging.getLogger(__name__)
+
+_EVENT_TYPES = {
+    Mode.CHANGE: tango.EventType.CHANGE_EVENT,
+    Mode.PERIODIC: tango.EventType.PERIODIC_EVENT,
+    Mode.ARCHIVE: tango.EventType.ARCHIVE_EVENT,
+}
+
+
+class Feed(Protocol):
+    """Where acquisition delivers what it learns about one attribute (the hub's channel)."""
+
+    def push(self, sample: Sample) -> None: ...
+
+    def set_mode(self, mode: Mode, error: str | None = None) -> None: ...
+
+    def set_info(self, info: AttributeInfo) -> None: ...
+
+
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    """Tunables; the defaults suit a beamline control room."""
+
+    poll_period: float = 1.0  # seconds between client polls of an attribute without events
+    timeout_ms: int = 3000  # Tango client time-out for every call we make
+    retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)  # while a device is unreachable
+    workers: int = 8
+
+
+class _EventSink:
+    """The object given to ``subscribe_event``: converts and forwards, nothing else."""
+
+    __slots__ = ("_feed",)
+
+    def __init__(self, feed: Feed) -> None:
+        self._feed = weakref.ref(feed)
+
+    def push_event(self, event: Any) -> None:
+        feed = self._feed()
+        if feed is None:
+            return
+        try:
+            feed.push(sample_from_event(event))
+        except Exception:  # an exception here would only be printed by Tango
+            log.exception("could not convert an event of %s", getattr(event, "attr_name", "?"))
+
+
+class Handle:
+    """The acquisition of one attribute for one feed; ``stop()`` ends it (asynchronously)."""
+
+    def __init__(self, owner: Acquisition, name: AttributeName, feed: Feed, period: float) -> None:
+        self.name = name
+        self.period = period
+        self._owner = owner
+        self._feed = weakref.ref(feed)
+        self._lock = threading.Lock()
+        self.mode = Mode.PENDING
+        self.event_id: int | None = None
+        self.proxy: Any = None
+        self.stopped = False
+        self.attempts = 0
+
+    @property
+    def feed(self) -> Feed | None:
+        return self._feed()
+
+    def stop(self) -> None:
+        """Stop acquiring; idempotent, returns at once."""
+        with self._lock:
+            if self.stopped:
+                return
+            self.stopped = True
+        self._owner._submit(self._owner._disconnect, self)
+
+    def __repr__(self) -> str:
+        return f"<Handle {self.name} {self.mode}{' stopped' if self.stopped else ''}>"
+
+
+class _DevicePoll:
+    """Client polling of all polled attributes of one device."""
+
+    def __init__(self, proxy: Any, period: float) -> None:
+        self.proxy = proxy
+        self.period = period
+        self.handles: dict[str, list[Handle]] = {}
+        self.in_flight = False
+        self.reads = 0
+        self.last_duration = 0.0
+
+
+class Acquisition:
+    """Runs the subscription chain and client polling for any number of attributes."""
+
+    def __init__(self, config: AcquisitionConfig | None = None) -> None:
+        self.config = config or AcquisitionConfig()
+        self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="tango-acq")
+        self._lock = threading.Lock()
+        self._proxies: dict[str, Any] = {}
+        self._polls: dict[str, _DevicePoll] = {}
+        self._live: set[Handle] = set()  # handles holding a Tango event subscription
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_seq = itertools.count()
+        self._wake = threading.Condition(self._lock)
+        self._closed = False
+        self._scheduler = threading.Thread(
+            target=self._run_scheduler, name="tango-acq-scheduler", daemon=True
+        )
+        self._scheduler.start()
+
+    # -- public -----------------------------------------------------------------
+
+    def start(self, name: AttributeName, feed: Feed, poll_period: float | None = None) -> Handle:
+        """Begin acquiring ``name`` into ``feed``; returns at once."""
+        handle = Handle(self, name, feed, poll_period or self.config.poll_period)
+        self._submit(self._connect, handle)
+        return handle
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "subscriptions": len(self._live),
+                "polled": sum(len(hs) for p in self._polls.values() for hs in p.handles.values()),
+                "polled_devices": len(self._polls),
+                "device_reads": sum(p.reads for p in self._polls.values()),
+                "poll_duration": max((p.last_duration for p in self._polls.values()), default=0.0),
+                "proxies": len(self._proxies),
+            }
+
+    def close(self, wait: bool = True) -> None:
+        """Unsubscribe everything and stop the threads."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            live = list(self._live)
+            self._wake.notify_all()
+        for handle in live:
+            with handle._lock:
+                handle.stopped = True
+            self._disconnect(handle)
+        self._scheduler.join(timeout=5)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._closed:
+            return
+        try:
+            self._pool.submit(self._guard, fn, *args)
+        except RuntimeError:  # pool shut down meanwhile
+            pass
+
+    @staticmethod
+    def _guard(fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("acquisition task %s failed", getattr(fn, "__name__", fn))
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_seq), fn))
+            self._wake.notify()
+
+    def _run_scheduler(self) -> None:
+        with self._lock:
+            while not self._closed:
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, fn = heapq.heappop(self._timers)
+                    self._lock.release()
+                    try:
+                        fn()
+                    finally:
+                        self._lock.acquire()
+                timeout = self._timers[0][0] - now if self._timers else None
+                self._wake.wait(timeout)
+
+    def _proxy(self, name: AttributeName) -> Any:
+        key = name.device_address.lower()
+        with self._lock:
+            proxy = self._proxies.get(key)
+        if proxy is None:
+            proxy = tango.DeviceProxy(name.device_address)
+            proxy.set_timeout_millis(self.config.timeout_ms)
+            with self._lock:
+                proxy = self._proxies.setdefault(key, proxy)
+        return proxy
+
+    # -- the subscription chain -------------------------------------------------
+
+    def _connect(self, handle: Handle) -> None:
+        feed = handle.feed
+        if handle.stopped or feed is None:
+            return
+        handle.attempts += 1
+        name = handle.name
+        try:
+            handle.proxy = proxy = self._proxy(name)
+            info = info_from_config(proxy.get_attribute_config(name.attribute))
+        except tango.DevFailed as exc:
+            self._failed(handle, feed, Mode.PENDING, exc)
+            return
+        feed.set_info(info)
+        mode = Mode.CHANGE
+        while mode is not Mode.POLL:
+            if handle.stopped:
+                return
+            try:
+                event_id = proxy.subscribe_event(
+                    name.attribute,
+                    _EVENT_TYPES[mode],
+                    _EventSink(feed),
+                    sub_mode=tango.EventSubMode.SyncRead,
+                )
+            except tango.DevFailed as exc:
+                reason, _ = error_text(exc.args)
+                step = next_step(mode, reason)
+                if step is Step.NEXT:
+                    mode = following(mode)
+                elif step is Step.POLL:
+                    mode = Mode.POLL
+                else:
+                    self._failed(handle, feed, mode, exc)
+                    return
+            else:
+                with handle._lock:
+                    handle.event_id, handle.mode = event_id, mode
+                    stopped = handle.stopped
+                with self._lock:
+                    self._live.add(handle)
+                if stopped:  # stop() raced with us: its disconnect may have missed the id
+                    self._disconnect(handle)
+                else:
+                    feed.set_mode(mode)
+                    handle.attempts = 0
+                return
+        self._start_polling(handle, feed)
+
+    def _failed(self, handle: Handle, feed: Feed, mode: Mode, exc: tango.DevFailed) -> None:
+        reason, text = error_text(exc.args)
+        step = next_step(mode, reason)
+        sample = sample_from_exception(exc)
+        if step is Step.FAIL:
+            handle.mode = Mode.FAILED
+            feed.set_mode(Mode.FAILED, text)
+            feed.push(sample)
+            return
+        handle.mode = Mode.PENDING
+        feed.set_mode(Mode.PENDING, text)
+        feed.push(Sample(sample.time, None, Quality.INVALID, text, stale=True))
+        delays = self.config.retry_delays
+        delay = delays[min(handle.attempts, len(delays)) - 1]
+        self._later(delay, lambda: self._submit(self._connect, handle))
+
+    def _disconnect(self, handle: Handle) -> None:
+        with handle._lock:
+            event_id, handle.event_id = handle.event_id, None
+            mode = handle.mode
+            handle.mode = Mode.STOPPED
+        if event_id is not None:
+            with self._lock:
+                self._live.discard(handle)
+            try:
+                handle.proxy.unsubscribe_event(event_id)
+            except tango.DevFailed as exc:
+                log.warning("unsubscribing %s: %s", handle.name, error_text(exc.args)[1])
+        if mode is Mode.POLL:
+            self._stop_polling(handle)
+
+    # -- client polling, batched per device -------------------------------------
+
+    def _start_polling(self, handle: Handle, feed: Feed) -> None:
+        key = handle.name.device_address.lower()
+        attr = handle.name.attribute.lower()
+        with self._lock:
+            poll = self._polls.get(key)
+            new = poll is None
+            if new:
+                poll = self._polls[key] = _DevicePoll(handle.proxy, handle.period)
+            poll.period = min(poll.period, handle.period)
+            poll.handles.setdefault(attr, []).append(handle)
+        with handle._lock:
+            handle.mode = Mode.POLL
+            stopped = handle.stopped
+        if stopped:
+            self._stop_polling(handle)
+            return
+        feed.set_mode(Mode.POLL)
+        if new:
+            self._submit(self._poll_device, key)
+
+    def _stop_polling(self, handle: Handle) -> None:
+        key = handle.name.device_address.lower()
+        attr = handle.name.attribute.lower()
+        with self._lock:
+            poll = self._polls.get(key)
+            if poll is None:
+                return
+            handles = poll.handles.get(attr, [])
+            if handle in handles:
+                handles.remove(handle)
+            if not handles:
+                poll.handles.pop(attr, None)
+            if not poll.handles:
+                del self._polls[key]
+
+    def _poll_device(self, key: str) -> None:
+        with self._lock:
+            poll = self._polls.get(key)
+            if poll is None or poll.in_flight:
+                return
+            poll.in_flight = True
+            names = list(poll.handles)
+        started = time.monotonic()
+        try:
+            try:
+                results = [
+                    (attr.name.lower(), sample_from_attribute(attr))
+                    for attr in poll.proxy.read_attributes(names)
+                ]
+            except tango.DevFailed as exc:
+                error = sample_from_exception(exc)
+                results = [(attr, error) for attr in names]
+            with self._lock:
+                poll.reads += 1
+                poll.last_duration = time.monotonic() - started
+                targets = [(list(poll.handles.get(attr, ())), s) for attr, s in results]
+            for handles, sample in targets:
+                for handle in handles:
+                    feed = handle.feed
+                    if feed is not None and not handle.stopped:
+                        feed.push(sample)
+        finally:
+            with self._lock:
+                poll.in_flight = False
+                alive = self._polls.get(key) is poll
+        if alive:
+            delay = max(0.0, poll.period - (time.monotonic() - started))
+            self._later(delay, lambda: self._submit(self._poll_device, key))

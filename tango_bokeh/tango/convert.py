@@ -1,0 +1,171 @@
+"""Conversion of PyTango objects into :class:`Sample` and :class:`AttributeInfo`.
+
+Kept free of any state so that it can be unit-tested on real PyTango objects
+and called from Tango's event thread without locks.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tango
+
+from .sample import AttributeInfo, Format, Kind, Quality, Sample
+
+#: Error reasons that mean "the device is not talking to us", not a bad value.
+STALE_REASONS = frozenset(
+    {
+        "API_EventTimeout",
+        "API_CantConnectToDevice",
+        "API_DeviceNotExported",
+        "API_DeviceTimedOut",
+        "API_CorbaException",
+        "API_ServerNotRunning",
+        "API_CommunicationFailed",
+        "API_CantConnectToDatabase",
+    }
+)
+
+_QUALITY = {
+    tango.AttrQuality.ATTR_VALID: Quality.VALID,
+    tango.AttrQuality.ATTR_INVALID: Quality.INVALID,
+    tango.AttrQuality.ATTR_ALARM: Quality.ALARM,
+    tango.AttrQuality.ATTR_CHANGING: Quality.CHANGING,
+    tango.AttrQuality.ATTR_WARNING: Quality.WARNING,
+}
+
+_FORMAT = {
+    tango.AttrDataFormat.SCALAR: Format.SCALAR,
+    tango.AttrDataFormat.SPECTRUM: Format.SPECTRUM,
+    tango.AttrDataFormat.IMAGE: Format.IMAGE,
+}
+
+_NUMERIC_DTYPES = {
+    tango.CmdArgType.DevShort: "int16",
+    tango.CmdArgType.DevUShort: "uint16",
+    tango.CmdArgType.DevLong: "int32",
+    tango.CmdArgType.DevULong: "uint32",
+    tango.CmdArgType.DevLong64: "int64",
+    tango.CmdArgType.DevULong64: "uint64",
+    tango.CmdArgType.DevFloat: "float32",
+    tango.CmdArgType.DevDouble: "float64",
+    tango.CmdArgType.DevUChar: "uint8",
+}
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None  # Tango says "Not specified"
+
+
+def error_text(errors: Sequence[Any]) -> tuple[str, str]:
+    """``(reason, "reason: description")`` of the most specific error of a Tango error stack."""
+    if not errors:
+        return "Unknown", "Unknown: unknown Tango error"
+    first = errors[0]
+    reason = str(getattr(first, "reason", "Unknown"))
+    desc = str(getattr(first, "desc", "")).strip().replace("\n", " ")
+    return reason, f"{reason}: {desc}"
+
+
+def info_from_config(config: Any) -> AttributeInfo:
+    """Build :class:`AttributeInfo` from an ``AttributeInfoEx``."""
+    dtype = config.data_type
+    labels = tuple(getattr(config, "enum_labels", ()) or ())
+    if dtype == tango.CmdArgType.DevState:
+        kind, np_dtype = Kind.STATE, "object"
+    elif dtype == tango.CmdArgType.DevEnum:
+        kind, np_dtype = Kind.ENUM, "int16"
+    elif dtype == tango.CmdArgType.DevBoolean:
+        kind, np_dtype = Kind.BOOL, "bool"
+    elif dtype == tango.CmdArgType.DevString:
+        kind, np_dtype = Kind.STRING, "object"
+    elif dtype in _NUMERIC_DTYPES:
+        kind, np_dtype = Kind.NUMBER, _NUMERIC_DTYPES[dtype]
+    else:
+        kind, np_dtype = Kind.OTHER, "object"
+    alarms = config.alarms
+    unit = config.unit if config.unit not in ("No unit", "") else ""
+    fmt = config.format if config.format not in ("Not specified",) else ""
+    return AttributeInfo(
+        name=config.name,
+        format=_FORMAT.get(config.data_format, Format.SCALAR),
+        kind=kind,
+        dtype=np_dtype,
+        label=config.label or config.name,
+        unit=unit,
+        display_format=fmt,
+        writable=config.writable != tango.AttrWriteType.READ,
+        enum_labels=labels,
+        min_value=_number(config.min_value),
+        max_value=_number(config.max_value),
+        min_alarm=_number(alarms.min_alarm),
+        max_alarm=_number(alarms.max_alarm),
+        min_warning=_number(alarms.min_warning),
+        max_warning=_number(alarms.max_warning),
+        max_dim_x=int(config.max_dim_x),
+        max_dim_y=int(config.max_dim_y),
+    )
+
+
+def _value(raw: Any) -> Any:
+    if raw is None:
+        return None
+    if isinstance(raw, tango.DevState):
+        return str(raw)
+    if isinstance(raw, np.ndarray):
+        return raw
+    if isinstance(raw, bool | str):
+        return raw
+    if isinstance(raw, int):  # includes IntEnum (DevEnum)
+        return int(raw)
+    if isinstance(raw, float):
+        return raw
+    if isinstance(raw, list | tuple):
+        if raw and all(isinstance(v, str) for v in raw):
+            return tuple(raw)
+        return np.asarray(raw)
+    return raw
+
+
+def sample_from_attribute(attr: Any) -> Sample:
+    """Convert a ``DeviceAttribute`` (from a read or an event) into a :class:`Sample`."""
+    if getattr(attr, "has_failed", False):
+        _, text = error_text(attr.get_err_stack())
+        return Sample(time=_time.time(), value=None, quality=Quality.INVALID, error=text)
+    quality = _QUALITY.get(attr.quality, Quality.INVALID)
+    value = None if quality is Quality.INVALID else _value(attr.value)
+    return Sample(time=attr.time.totime(), value=value, quality=quality)
+
+
+def sample_from_error(errors: Sequence[Any], when: float | None = None) -> Sample:
+    """An error sample; event time-outs and lost connections are marked stale."""
+    reason, text = error_text(errors)
+    return Sample(
+        time=_time.time() if when is None else when,
+        value=None,
+        quality=Quality.INVALID,
+        error=text,
+        stale=reason in STALE_REASONS,
+    )
+
+
+def sample_from_exception(exc: BaseException) -> Sample:
+    if isinstance(exc, tango.DevFailed):
+        return sample_from_error(exc.args)
+    return Sample(
+        time=_time.time(), value=None, quality=Quality.INVALID, error=f"{type(exc).__name__}: {exc}"
+    )
+
+
+def sample_from_event(event: Any) -> Sample:
+    """Convert an ``EventData`` into a :class:`Sample`."""
+    if event.err:
+        when = event.reception_date.totime() if event.reception_date else None
+        return sample_from_error(event.errors, when)
+    return sample_from_attribute(event.attr_value)

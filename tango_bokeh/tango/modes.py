@@ -1,0 +1,86 @@
+"""The subscription chain: change → periodic → archive events → client polling.
+
+The choice is made from the actual Tango error of each attempt, so it is a
+pure function that can be tested without a device.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    """How an attribute is acquired (or why it is not)."""
+
+    PENDING = "pending"  # not connected yet / retrying
+    CHANGE = "change"
+    PERIODIC = "periodic"
+    ARCHIVE = "archive"
+    POLL = "poll"
+    FAILED = "failed"  # permanent: a wrong name or an unsupported attribute
+    STOPPED = "stopped"
+
+    @property
+    def is_event(self) -> bool:
+        return self in (Mode.CHANGE, Mode.PERIODIC, Mode.ARCHIVE)
+
+
+class Step(StrEnum):
+    NEXT = "next"  # try the next mode of the chain
+    POLL = "poll"  # no event type can work: poll
+    RETRY = "retry"  # the device is unreachable now: try again later
+    FAIL = "fail"  # the name is wrong: report and stop
+
+
+EVENT_CHAIN: tuple[Mode, ...] = (Mode.CHANGE, Mode.PERIODIC, Mode.ARCHIVE)
+
+#: The attribute or device does not exist: polling would not help either.
+FATAL_REASONS = frozenset(
+    {
+        "API_AttrNotFound",
+        "API_AttrNotAllowed",
+        "API_DeviceNotDefined",
+        "DB_DeviceNotDefined",
+        "API_AliasNotDefined",
+        "DB_AliasNotDefined",
+        "API_WrongDeviceNameSyntax",
+        "API_WrongAttributeNameSyntax",
+        "API_UnsupportedAttribute",
+        "API_UnsupportedFormat",
+    }
+)
+
+#: The device (or database) cannot be reached now; it may come back.
+RETRY_REASONS = frozenset(
+    {
+        "API_CantConnectToDevice",
+        "API_DeviceNotExported",
+        "API_DeviceTimedOut",
+        "API_CorbaException",
+        "API_ServerNotRunning",
+        "API_CommunicationFailed",
+        "API_CantConnectToDatabase",
+        "API_DatabaseAccess",
+        "API_EventTimeout",
+    }
+)
+
+
+def next_step(mode: Mode, reason: str) -> Step:
+    """What to do after subscribing in ``mode`` failed with Tango error ``reason``."""
+    if reason in FATAL_REASONS:
+        return Step.FAIL
+    if reason in RETRY_REASONS:
+        return Step.RETRY
+    if reason == "API_AttributePollingNotStarted":
+        # Neither polled nor pushed by the device: no event type will work.
+        return Step.POLL
+    if mode is EVENT_CHAIN[-1]:
+        return Step.POLL
+    return Step.NEXT
+
+
+def following(mode: Mode) -> Mode:
+    """The mode tried after ``mode`` when :func:`next_step` says ``NEXT``."""
+    index = EVENT_CHAIN.index(mode)
+    return EVENT_CHAIN[index + 1] if index + 1 < len(EVENT_CHAIN) else Mode.POLL
