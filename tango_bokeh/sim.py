@@ -117,6 +117,7 @@ class ControlSystem:
         host: str = "127.0.0.1",
         port: int = 0,
         start_servers: bool = True,
+        export_env: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.servers = tuple(servers)
@@ -124,6 +125,7 @@ class ControlSystem:
         self.port = port
         self.external_host = tango_host
         self.start_servers = start_servers
+        self.export_env = export_env
         self._db: _Process | None = None
         self._servers: dict[str, _Process] = {}
         self._lock_file: IO[str] | None = None
@@ -156,6 +158,8 @@ class ControlSystem:
             if self.embedded:
                 self._start_database(deadline)
             self._wait_database(deadline)
+            if self.export_env and self.tango_host:
+                os.environ["TANGO_HOST"] = self.tango_host  # this process's clients use it too
             if self.start_servers:
                 self.register()
                 for server in self.servers:

@@ -1,0 +1,63 @@
+"""Fixtures: a real Tango database with the simulated beamline, fresh hubs, clean sessions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tango_bokeh.hub import Hub
+from tango_bokeh.session import Session
+from tango_bokeh.sim import ControlSystem
+from tango_bokeh.tango.acquisition import Acquisition, AcquisitionConfig
+from tango_bokeh_devices.catalog import DEMO
+
+
+@pytest.fixture(scope="session")
+def control_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlSystem]:
+    """The embedded database on a free port plus every simulated device server.
+
+    TANGO_HOST of the test process points at it, so plain names work.
+    """
+    system = ControlSystem(tmp_path_factory.mktemp("tango"), DEMO, export_env=True)
+    system.start(timeout=120)
+    try:
+        yield system
+    finally:
+        system.stop()
+
+
+@pytest.fixture
+def hub(control_system: ControlSystem) -> Iterator[Hub]:
+    """A hub of its own (fast polling), closed after the test."""
+    hub = Hub(Acquisition(AcquisitionConfig(poll_period=0.2, retry_delays=(0.5, 1.0))))
+    try:
+        yield hub
+    finally:
+        hub.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_session_left() -> Iterator[None]:
+    yield
+    Session.close_all()
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def thread_count() -> int:
+    return threading.active_count()
