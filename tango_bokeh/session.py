@@ -321,7 +321,12 @@ class Session:
             self._periodic = doc.add_periodic_callback(self._tick, int(1000 * period))
 
     def _tick(self) -> None:
-        if self._closed or self._suspended:
+        if not self._suspended:
+            self.tick()
+
+    def tick(self) -> None:
+        """Drain the hub cursors and update the views once (on the Document's thread)."""
+        if self._closed:
             return
         started = time.perf_counter()
         batch: dict[str, list[Sample]] = {}
@@ -335,10 +340,6 @@ class Session:
         finally:
             self.ticks += 1
             self.last_tick_duration = time.perf_counter() - started
-
-    def tick(self) -> None:
-        """Run one periodic tick now (on the Document's thread)."""
-        self._tick()
 
     def on_samples(self, batch: Mapping[str, Sequence[Sample]]) -> None:
         """New samples since the previous tick, per attribute; default: hand them to the views."""
