@@ -27,6 +27,7 @@ from uuid import uuid4
 
 from .hub import Cursor, Hub
 from .tango.sample import Sample
+from .views.base import AttributeState
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -38,9 +39,16 @@ MIN_CALLBACK_PERIOD = 0.1
 
 
 class View(Protocol):
-    """What a session hands new samples to (see :mod:`tango_bokeh.views`)."""
+    """What a session hands new samples to (see :class:`tango_bokeh.views.base.View`)."""
 
-    def update(self, batch: Mapping[str, Sequence[Sample]], now: float) -> None: ...
+    attributes: tuple[str, ...]
+
+    def update(
+        self,
+        batch: Mapping[str, Sequence[Sample]],
+        now: float,
+        states: Mapping[str, AttributeState],
+    ) -> None: ...
 
 
 class Session:
@@ -210,9 +218,22 @@ class Session:
         return dict(self._cursors)
 
     def add_view(self, view: View) -> View:
-        """Views receive every tick's new samples (see :meth:`on_samples`)."""
+        """Subscribe to the view's attributes; it receives every tick's samples (see :meth:`on_samples`)."""
+        for attribute in view.attributes:
+            self.subscribe(attribute)
         self._views.append(view)
         return view
+
+    @property
+    def views(self) -> list[View]:
+        return list(self._views)
+
+    def states(self) -> dict[str, AttributeState]:
+        """Metadata, mode and error of every subscribed attribute, for the views."""
+        return {
+            name: AttributeState(name, c.info, c.mode, c.status, c.lost)
+            for name, c in self._cursors.items()
+        }
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -343,9 +364,12 @@ class Session:
 
     def on_samples(self, batch: Mapping[str, Sequence[Sample]]) -> None:
         """New samples since the previous tick, per attribute; default: hand them to the views."""
+        if not self._views:
+            return
         now = time.time()
+        states = self.states()
         for view in self._views:
-            view.update(batch, now)
+            view.update(batch, now, states)
 
     def periodic_callback(self) -> None:
         """Periodic activity of a subclass, after :meth:`on_samples` (default: nothing)."""

@@ -1,0 +1,1 @@
+"""Views: trends, spectra, images and value/state tables."""
