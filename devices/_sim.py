@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import tango
 
 _BLOCK = 1024
+T = TypeVar("T")
 
 
 def seed_words(seed: int, *streams: int) -> list[int]:
@@ -49,27 +51,40 @@ def throw(reason: str, desc: str, origin: str) -> None:
 
 
 class PacedLoop:
-    """A daemon thread calling ``tick(sim_time)`` at ``rate()`` Hz until :meth:`stop`.
+    """A daemon thread producing frames at ``rate()`` Hz and publishing them until :meth:`stop`.
+
+    ``make(sim_time)`` builds a frame outside any lock (the expensive part); ``publish(frame)``
+    then runs under the device's Tango monitor, after checking that the loop was not
+    stopped meanwhile. The monitor matters: ``push_change_event`` takes it anyway, and a
+    command or ``delete_device`` holds it, so :meth:`stop` only signals and never joins
+    (joining while holding the monitor would deadlock with a pusher waiting for it).
 
     Pacing is by deadline (no drift); after a stall of more than a second the schedule
     restarts instead of bursting to catch up. ``sim_time`` advances by ``1/rate`` per
-    tick, so the content of tick *n* does not depend on scheduling jitter.
-    The thread is registered with omniORB (``EnsureOmniThread``) so it may push events.
+    frame, so frame *n* does not depend on scheduling jitter.
     """
 
-    def __init__(self, name: str, rate: Callable[[], float], tick: Callable[[float], None]):
+    def __init__(
+        self,
+        device: tango.LatestDeviceImpl,
+        rate: Callable[[], float],
+        make: Callable[[float], T],
+        publish: Callable[[T], None],
+    ) -> None:
+        self._device = device
         self._rate = rate
-        self._tick = tick
+        self._make = make
+        self._publish = publish
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"{device.get_name()} frames", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         with tango.EnsureOmniThread():
@@ -83,8 +98,12 @@ class PacedLoop:
                 elif now - deadline > 1.0:
                     deadline = now
                 try:
-                    self._tick(sim_time)
-                except Exception as exc:  # keep producing frames; the error is logged
+                    frame = self._make(sim_time)
+                    with tango.AutoTangoMonitor(self._device):
+                        if self._stop.is_set():
+                            break
+                        self._publish(frame)
+                except Exception as exc:  # keep producing frames; say why one was lost
                     print(f"{self._thread.name}: {exc!r}", flush=True)
                 period = 1.0 / max(self._rate(), 1e-3)
                 sim_time += period

@@ -7,8 +7,6 @@ Frames (uint16, ``Height`` x ``Width``) are produced by a background thread at
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from tango import AttrWriteType, DevState
 from tango.server import Device, attribute, device_property
@@ -78,17 +76,16 @@ class SimCamera(Device):
         width, height = int(self.Width), int(self.Height)
         if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
             throw("SimCamera_BadSize", f"Width and Height must be 1..{MAX_SIDE}", "init_device")
-        self._lock = threading.Lock()
         self._size = (width, height)
         self._rate = min(max(float(self.FrameRate), 0.01), MAX_FRAME_RATE)
         self._exposure = 10.0
-        self._frame = 0
+        self._frame = self._made = 0
         self._image = frame_at(width, height, 0.0, self._exposure, self.Seed, 0)
         self.set_change_event("Image", True, False)
         self.set_change_event("FrameNumber", True, False)
         self.set_state(DevState.ON)
         self._set_status()
-        self._loop = PacedLoop(f"{self.get_name()} frames", lambda: self._rate, self._tick)
+        self._loop = PacedLoop(self, lambda: self._rate, self._make, self._publish)
         self._loop.start()
 
     def delete_device(self) -> None:
@@ -101,21 +98,23 @@ class SimCamera(Device):
         w, h = self._size
         self.set_status(f"Acquiring {w}x{h} at {self._rate:g} Hz, exposure {self._exposure:g} ms")
 
-    def _tick(self, sim_time: float) -> None:
-        frame = self._frame + 1
-        image = frame_at(*self._size, sim_time, self._exposure, self.Seed, frame)
-        with self._lock:
-            self._frame, self._image = frame, image
-        self.push_change_event("Image", image)
-        self.push_change_event("FrameNumber", frame)
+    def _make(self, sim_time: float) -> tuple[int, np.ndarray]:
+        """Runs on the frame thread only, without the monitor (the expensive part)."""
+        self._made += 1
+        image = frame_at(*self._size, sim_time, self._exposure, self.Seed, self._made)
+        return self._made, image
+
+    def _publish(self, item: tuple[int, np.ndarray]) -> None:
+        """Runs under the device monitor, like the read methods."""
+        self._frame, self._image = item
+        self.push_change_event("Image", self._image)
+        self.push_change_event("FrameNumber", self._frame)
 
     def read_Image(self) -> np.ndarray:
-        with self._lock:
-            return self._image
+        return self._image
 
     def read_FrameNumber(self) -> int:
-        with self._lock:
-            return self._frame
+        return self._frame
 
     def read_Exposure(self) -> float:
         return self._exposure
@@ -131,6 +130,8 @@ class SimCamera(Device):
 
     def write_frame_rate(self, value: float) -> None:
         if not 0.01 <= value <= MAX_FRAME_RATE:
-            throw("SimCamera_BadRate", f"FrameRate must be 0.01..{MAX_FRAME_RATE:g} Hz", "FrameRate")
+            throw(
+                "SimCamera_BadRate", f"FrameRate must be 0.01..{MAX_FRAME_RATE:g} Hz", "FrameRate"
+            )
         self._rate = float(value)
         self._set_status()

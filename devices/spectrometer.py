@@ -1,14 +1,13 @@
 """SimSpectrometer: a fibre spectrometer whose emission lines drift, pushed as change events.
 
 A background thread produces one spectrum per period (``Rate`` Hz) and pushes it with
-``push_change_event``; events are declared in code (pushed, no detection), so clients can
-subscribe to change events without any polling. Frame ``n`` depends only on (Seed, n, Rate
-history), not on thread scheduling.
+``push_change_event`` under the device monitor (see :class:`._sim.PacedLoop`). The events
+are declared in code (pushed, no detection), so clients can subscribe to change events
+without any polling. Frame ``n`` depends only on (Seed, n, Rate history), not on thread
+scheduling.
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 from tango import AttrWriteType, DevState
@@ -73,16 +72,15 @@ class SimSpectrometer(Device):
         points = int(self.Points)
         if not 1 <= points <= MAX_POINTS:
             throw("SimSpectrometer_BadPoints", f"Points must be 1..{MAX_POINTS}", "init_device")
-        self._lock = threading.Lock()
         self._rate = min(max(float(self.Rate), 0.01), MAX_RATE)
         self._wavelength = np.linspace(self.WavelengthMin, self.WavelengthMax, points)
-        self._frame = 0
+        self._frame = self._made = 0
         self._spectrum = spectrum_at(self._wavelength, 0.0, self.Seed, 0)
         self.set_change_event("Spectrum", True, False)
         self.set_change_event("Wavelength", True, False)
         self.set_state(DevState.ON)
         self.set_status(f"Acquiring {points} points at {self._rate:g} Hz")
-        self._loop = PacedLoop(f"{self.get_name()} frames", lambda: self._rate, self._tick)
+        self._loop = PacedLoop(self, lambda: self._rate, self._make, self._publish)
         self._loop.start()
 
     def delete_device(self) -> None:
@@ -91,16 +89,18 @@ class SimSpectrometer(Device):
             loop.stop()
         super().delete_device()
 
-    def _tick(self, sim_time: float) -> None:
-        frame = self._frame + 1
-        spectrum = spectrum_at(self._wavelength, sim_time, self.Seed, frame)
-        with self._lock:
-            self._frame, self._spectrum = frame, spectrum
-        self.push_change_event("Spectrum", spectrum)
+    def _make(self, sim_time: float) -> tuple[int, np.ndarray]:
+        """Runs on the frame thread only, without the monitor."""
+        self._made += 1
+        return self._made, spectrum_at(self._wavelength, sim_time, self.Seed, self._made)
+
+    def _publish(self, item: tuple[int, np.ndarray]) -> None:
+        """Runs under the device monitor, like the read methods."""
+        self._frame, self._spectrum = item
+        self.push_change_event("Spectrum", self._spectrum)
 
     def read_Spectrum(self) -> np.ndarray:
-        with self._lock:
-            return self._spectrum
+        return self._spectrum
 
     def read_Wavelength(self) -> np.ndarray:
         return self._wavelength

@@ -62,7 +62,6 @@ class SimEventStorm(Device):
         points = int(self.Points)
         if not 1 <= points <= MAX_POINTS:
             throw("SimEventStorm_BadPoints", f"Points must be 1..{MAX_POINTS}", "init_device")
-        self._lock = threading.Lock()
         self._rate = max(float(self.Rate), 0.0)
         self._payload = "scalar"
         self._counter = 0
@@ -70,8 +69,7 @@ class SimEventStorm(Device):
         self._t_run = (0.0, 0.0)  # start, end (end 0 = running)
         self._spectrum = 100.0 + rng_for(self.Seed, 5).standard_normal(points)
         self._spectrum[0] = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._running: threading.Event | None = None  # stop flag of the current run
         self.set_change_event("Counter", True, False)
         self.set_change_event("Spectrum", True, False)
         self.set_state(DevState.ON)
@@ -83,13 +81,14 @@ class SimEventStorm(Device):
 
     # --- pusher -------------------------------------------------------------------------
 
-    def _run(self, payload: str) -> None:
+    def _run(self, payload: str, stop: threading.Event) -> None:
+        """Pusher thread of one run; each push happens under the device monitor."""
         push_scalar = payload == "scalar"
         with tango.EnsureOmniThread():
             rate = -1.0
             base_t, base_n = 0.0, 0
             n = 0
-            while not self._stop.is_set():
+            while not stop.is_set():
                 if self._rate != rate:  # (re)start the schedule at a rate change
                     rate = self._rate
                     base_t, base_n = time.perf_counter(), n
@@ -98,37 +97,39 @@ class SimEventStorm(Device):
                     now = time.perf_counter()
                     if now < due:
                         if rate <= SPIN_ABOVE:
-                            self._stop.wait(due - now)
+                            stop.wait(due - now)
                         continue
                     if now - due > 0.5:  # far behind: do not burst to catch up
                         base_t, base_n = now, n
                 n += 1
-                with self._lock:
-                    if push_scalar:
-                        self._counter = n
-                        self.push_change_event("Counter", n)
-                    else:
-                        self._spectrum[0] = n
-                        self.push_change_event("Spectrum", self._spectrum)
-                    self._pushed = n
+                try:
+                    with tango.AutoTangoMonitor(self):
+                        if stop.is_set():  # Stop ran while we waited for the monitor
+                            break
+                        if push_scalar:
+                            self._counter = n
+                            self.push_change_event("Counter", n)
+                        else:
+                            self._spectrum[0] = n
+                            self.push_change_event("Spectrum", self._spectrum)
+                        self._pushed = n
+                except tango.DevFailed as exc:  # e.g. monitor timeout under extreme load
+                    print(f"storm: push {n} failed: {exc.args[0].desc}", flush=True)
 
     def _halt(self) -> None:
-        thread = self._thread
-        if thread is not None:
-            self._stop.set()
-            thread.join(5.0)
-            self._thread = None
+        """Signal the pusher to end; never join (it may be waiting for the monitor we hold)."""
+        if self._running is not None:
+            self._running.set()
+            self._running = None
             self._t_run = (self._t_run[0], time.perf_counter())
 
     # --- attributes ---------------------------------------------------------------------
 
     def read_Counter(self) -> int:
-        with self._lock:
-            return self._counter
+        return self._counter
 
     def read_Spectrum(self) -> np.ndarray:
-        with self._lock:
-            return self._spectrum.copy()
+        return self._spectrum
 
     def read_rate(self) -> float:
         return self._rate
@@ -165,13 +166,13 @@ class SimEventStorm(Device):
     def Start(self) -> None:
         """Start pushing (restarts the sequence and the Pushed count)."""
         self._halt()
-        self._stop.clear()
-        self._pushed = 0
+        self._pushed = self._counter = 0
         self._t_run = (time.perf_counter(), 0.0)
-        self._thread = threading.Thread(
-            target=self._run, args=(self._payload,), name="storm", daemon=True
+        self._running = threading.Event()
+        thread = threading.Thread(
+            target=self._run, args=(self._payload, self._running), name="storm", daemon=True
         )
-        self._thread.start()
+        thread.start()
         self.set_state(DevState.RUNNING)
         rate = f"{self._rate:g} Hz" if self._rate > 0 else "unlimited rate"
         self.set_status(f"Storming {self._payload} events at {rate}")
