@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import atexit
 import threading
-import time
+from time import time as _now
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -79,20 +79,21 @@ class Channel:
     # -- Feed protocol (called from acquisition threads) -------------------------
 
     def push(self, sample: Sample) -> None:
+        # Hot path: runs on Tango's event thread once per event; keep it lean.
         with self._lock:
             self.received += 1
             if sample.error is not None:
                 self.errors += 1
                 self.last_error = sample.error
-            elif sample.time < self._last_time or (
-                sample.time == self._last_time and self.mode is Mode.POLL
-            ):
-                self.out_of_order += 1  # older than what we have: never show it
-                return
             else:
-                self._last_time = sample.time
+                when = sample.time
+                last = self._last_time
+                if when < last or (when == last and self.mode is Mode.POLL):
+                    self.out_of_order += 1  # older than what we have: never show it
+                    return
+                self._last_time = when
             self._ring.append(sample)
-            self.last_update = time.time()
+            self.last_update = _now()
 
     def set_mode(self, mode: Mode, error: str | None = None) -> None:
         with self._lock:

@@ -73,7 +73,7 @@ class _EventSink:
             return
         try:
             feed.push(sample_from_event(event))
-        except Exception:  # an exception here would only be printed by Tango
+        except Exception:  # noqa: BLE001  # an exception here would only be printed by Tango
             log.exception("could not convert an event of %s", getattr(event, "attr_name", "?"))
 
 

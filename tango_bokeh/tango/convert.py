@@ -113,19 +113,21 @@ def info_from_config(config: Any) -> AttributeInfo:
     )
 
 
+_AS_IS = frozenset({float, int, bool, str, np.ndarray})
+
+
 def _value(raw: Any) -> Any:
-    if raw is None:
-        return None
+    kind = type(raw)
+    if kind in _AS_IS or raw is None:  # the hot path: one set lookup
+        return raw
     if isinstance(raw, tango.DevState):
         return str(raw)
     if isinstance(raw, np.ndarray):
         return raw
-    if isinstance(raw, bool | str):
-        return raw
-    if isinstance(raw, int):  # includes IntEnum (DevEnum)
+    if isinstance(raw, int):  # IntEnum (DevEnum) and numpy integers are plain ints to us
         return int(raw)
-    if isinstance(raw, float):
-        return raw
+    if isinstance(raw, np.floating | float):
+        return float(raw)
     if isinstance(raw, list | tuple):
         if raw and all(isinstance(v, str) for v in raw):
             return tuple(raw)
@@ -134,13 +136,18 @@ def _value(raw: Any) -> Any:
 
 
 def sample_from_attribute(attr: Any) -> Sample:
-    """Convert a ``DeviceAttribute`` (from a read or an event) into a :class:`Sample`."""
-    if getattr(attr, "has_failed", False):
+    """Convert a ``DeviceAttribute`` (from a read) into a :class:`Sample`."""
+    if attr.has_failed:
         _, text = error_text(attr.get_err_stack())
-        return Sample(time=_time.time(), value=None, quality=Quality.INVALID, error=text)
+        return Sample(_time.time(), None, Quality.INVALID, text)
+    return _sample(attr)
+
+
+def _sample(attr: Any) -> Sample:
     quality = _QUALITY.get(attr.quality, Quality.INVALID)
-    value = None if quality is Quality.INVALID else _value(attr.value)
-    return Sample(time=attr.time.totime(), value=value, quality=quality)
+    if quality is Quality.INVALID:
+        return Sample(attr.time.totime(), None, quality)
+    return Sample(attr.time.totime(), _value(attr.value), quality)
 
 
 def sample_from_error(errors: Sequence[Any], when: float | None = None) -> Sample:
@@ -168,4 +175,4 @@ def sample_from_event(event: Any) -> Sample:
     if event.err:
         when = event.reception_date.totime() if event.reception_date else None
         return sample_from_error(event.errors, when)
-    return sample_from_attribute(event.attr_value)
+    return _sample(event.attr_value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Quality(StrEnum):
@@ -34,14 +34,14 @@ class Format(StrEnum):
     IMAGE = "image"
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One reading of an attribute.
 
     ``time`` is the Tango timestamp (epoch seconds); for errors it is the time
     the error was seen. ``value`` is ``None`` for errors and ``ATTR_INVALID``.
     ``stale`` marks "no news from the device" (event time-outs), which views
-    must show as disconnection rather than as a value.
+    must show as disconnection rather than as a value. A named tuple because
+    one is made per Tango event, on Tango's event thread: it must be cheap.
     """
 
     time: float
