@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .sim import ControlSystem, ControlSystemError
+
+if TYPE_CHECKING:
+    from .dashboard.server import ServeOptions
 
 DEFAULT_STATE_DIR = Path(".tango-bokeh")
 
@@ -36,9 +42,7 @@ def _start_control_system(
     state_dir: Path, port: int, embedded: bool, no_servers: bool
 ) -> ControlSystem:
     external = None if embedded else os.environ.get("TANGO_HOST") or None
-    system = ControlSystem(
-        state_dir, tango_host=external, port=port, start_servers=not no_servers
-    )
+    system = ControlSystem(state_dir, tango_host=external, port=port, start_servers=not no_servers)
     where = f"the Tango database at {external}" if external else "an embedded Tango database"
     click.echo(f"Starting the simulated beamline on {where} (state in {state_dir}) ...")
     try:
@@ -110,19 +114,228 @@ def sim(state_dir: Path, port: int, embedded: bool | None, no_servers: bool) -> 
         click.echo("Stopped.")
 
 
-@main.command()
-@control_options
-def demo(state_dir: Path, port: int, embedded: bool | None, no_servers: bool) -> None:
-    """The simulated beamline and its dashboard, until Ctrl-C."""
-    embedded = embedded if embedded is not None else not os.environ.get("TANGO_HOST")
-    system = _start_control_system(state_dir, port, embedded, no_servers)
+def _serve_dashboards(
+    files: list[Path],
+    options: ServeOptions,
+    users: Path | None,
+    announce_extra: Callable[[], None] | None = None,
+) -> int:
+    """Load the files (errors: exit 1), serve them until a signal."""
+    from .dashboard.auth import Access, UsersFile, UsersFileError
+    from .dashboard.loader import DashboardError, load_all
+    from .dashboard.server import DashboardServer, print_urls, serve_forever
+
     try:
-        _print_control_system(system)
+        dashboards = load_all(files)
+    except DashboardError as exc:
+        raise DashboardsInvalid(str(exc)) from None
+    try:
+        users_file = UsersFile(users) if users else None
+    except UsersFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    wants_writes = [
+        d.name
+        for d in dashboards
+        for _, panel in d.model.walk()
+        if getattr(panel.content, "commands", None) or getattr(panel.content, "write", False)
+    ]
+    if wants_writes and users_file is None:
+        click.echo(
+            f"note: {', '.join(sorted(set(wants_writes)))} enable writes or commands, but no "
+            "--users file was given: every page is read-only.",
+            err=True,
+        )
+    secret = os.environ.get("TANGO_BOKEH_COOKIE_SECRET")
+    access = Access(users_file, secret.encode() if secret else None)
+    logging.getLogger("tango_bokeh.audit").setLevel(logging.INFO)
+    logging.getLogger("tango_bokeh.dashboard.auth").setLevel(logging.INFO)
+    server = DashboardServer(dashboards, access=access)
+    urls = print_urls(server)
+
+    def announce(url: str, port: int) -> None:
+        urls(url, port)
+        if announce_extra is not None:
+            announce_extra()
         click.echo("Running; press Ctrl-C to stop.")
         sys.stdout.flush()
-        _wait_for_signal()
+
+    try:
+        return serve_forever(server, options, announce)
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise click.ClickException(
+                f"cannot listen on {options.address}:{options.port} ({exc.strerror}): "
+                "choose another --port (0: any free port) or --address"
+            ) from None
+        raise
+
+
+class DashboardsInvalid(click.ClickException):
+    """Dashboard files with problems: one problem per line, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, err=True)
+
+
+_serve_options = [
+    click.option("--port", type=int, default=5006, show_default=True,
+                 help="HTTP port (0: any free port)."),
+    click.option("--address", default="127.0.0.1", show_default=True,
+                 help="Address to listen on (0.0.0.0: every interface)."),
+    click.option("--allow-websocket-origin", "allow_websocket_origin", multiple=True,
+                 metavar="HOST[:PORT]",
+                 help="Host a browser may load pages from (repeatable; default: this "
+                      "server's loopback names)."),
+    click.option("--users", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Users file allowing logins for writes and commands "
+                      "(python -m tango_bokeh.dashboard.auth FILE NAME adds a user)."),
+    click.option("--unused-session-lifetime", type=int, default=5000, show_default=True,
+                 metavar="MS", help="How long a closed page keeps its subscriptions."),
+    click.option("--check-unused-sessions", type=int, default=1000, show_default=True,
+                 metavar="MS", help="How often closed pages are looked for."),
+]  # fmt: skip
+
+
+def serve_options(fn):  # type: ignore[no-untyped-def]
+    for option in reversed(_serve_options):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@serve_options
+@click.option(
+    "--num-procs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes (0: one per core); each has its own subscriptions.",
+)
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Check every attribute and command exists before serving.",
+)
+@click.option("--check-only", is_flag=True, help="Validate and check the files, then exit.")
+@click.option("--check-timeout", type=float, default=60.0, show_default=True, metavar="S",
+              help="Give up the attribute check after this many seconds.")  # fmt: skip
+def serve(
+    files: tuple[Path, ...],
+    port: int,
+    address: str,
+    allow_websocket_origin: tuple[str, ...],
+    users: Path | None,
+    unused_session_lifetime: int,
+    check_unused_sessions: int,
+    num_procs: int,
+    check: bool,
+    check_only: bool,
+    check_timeout: float,
+) -> None:
+    """Serve dashboard FILES (YAML), one URL path per file (its name), until Ctrl-C."""
+    from .dashboard.check import check_in_subprocess
+    from .dashboard.loader import DashboardError, load_all
+    from .dashboard.server import ServeOptions
+
+    try:
+        load_all(files)
+    except DashboardError as exc:
+        raise DashboardsInvalid(str(exc)) from None
+    if check or check_only:
+        # In a child process: this one may fork workers and must not initialise Tango.
+        result = check_in_subprocess(files, timeout=check_timeout)
+        for line in result.lines:
+            click.echo(line, err=True)
+        if not result.ok:
+            raise DashboardsInvalid(
+                "the dashboards were not served" + (
+                    "" if result.unavailable else ": fix the names above, or start with --no-check"
+                )
+            )  # fmt: skip
+    if check_only:
+        click.echo(f"{len(files)} dashboard file(s) OK.")
+        return
+    options = ServeOptions(
+        address=address,
+        port=port,
+        allow_websocket_origin=allow_websocket_origin,
+        num_procs=num_procs,
+        unused_session_lifetime=unused_session_lifetime / 1000,
+        check_unused_sessions=check_unused_sessions / 1000,
+    )
+    sys.exit(_serve_dashboards(list(files), options, users))
+
+
+#: The demo's dashboard, from the source tree (``python3 dev.py demo`` installs it editable).
+DEMO_DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "demo.yaml"
+
+
+@main.command()
+@control_options
+@click.option(
+    "--http-port",
+    type=int,
+    default=5006,
+    show_default=True,
+    help="Dashboard server port (0: any free port; a busy 5006 falls back to any).",
+)
+@click.option("--address", default="127.0.0.1", show_default=True, help="Dashboard server address.")
+@click.option(
+    "--dashboard",
+    "dashboards",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Dashboard file(s) to serve (default: {DEMO_DASHBOARD.name}).",
+)
+@click.option(
+    "--users",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Users file allowing logins for writes and commands.",
+)
+@click.option("--no-motion", is_flag=True, help="Leave the motors still.")  # fmt: skip
+def demo(
+    state_dir: Path,
+    port: int,
+    embedded: bool | None,
+    no_servers: bool,
+    http_port: int,
+    address: str,
+    dashboards: tuple[Path, ...],
+    users: Path | None,
+    no_motion: bool,
+) -> None:
+    """The simulated beamline and its dashboard, until Ctrl-C."""
+    from .dashboard.demo import DemoMotion
+    from .dashboard.loader import DashboardError, load_all
+    from .dashboard.server import ServeOptions
+    from .sim import port_is_free
+
+    files = list(dashboards) or [DEMO_DASHBOARD]
+    try:
+        load_all(files)  # before starting anything
+    except DashboardError as exc:
+        raise DashboardsInvalid(str(exc)) from None
+    embedded = embedded if embedded is not None else not os.environ.get("TANGO_HOST")
+    system = _start_control_system(state_dir, port, embedded, no_servers)
+    motion = None
+    try:
+        _print_control_system(system)
+        if system.tango_host:
+            os.environ["TANGO_HOST"] = system.tango_host  # the dashboard server's clients
+        if http_port and not port_is_free(address, http_port):
+            click.echo(f"Port {http_port} is busy: using any free port instead.")
+            http_port = 0
+        if not no_motion and system.start_servers:
+            motion = DemoMotion(system.tango_host).start()
+        options = ServeOptions(address=address, port=http_port)
+        _serve_dashboards(files, options, users)
     finally:
         click.echo("Stopping ...")
+        if motion is not None:
+            motion.stop()
         system.stop()
         click.echo("Stopped.")
 

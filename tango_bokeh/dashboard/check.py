@@ -35,13 +35,25 @@ _UNDEFINED = {
     "API_WrongDeviceNameSyntax",
 }
 _NUMERIC = {
-    "DevBoolean", "DevShort", "DevLong", "DevLong64", "DevFloat", "DevDouble", "DevUShort",
-    "DevULong", "DevULong64", "DevUChar", "DevEnum",
-}  # fmt: skip
+    "DevBoolean",
+    "DevShort",
+    "DevLong",
+    "DevLong64",
+    "DevFloat",
+    "DevDouble",
+    "DevUShort",
+    "DevULong",
+    "DevULong64",
+    "DevUChar",
+    "DevEnum",
+}
 _FORMAT_OF_ROLE = {
-    "trend": "SCALAR", "table": "SCALAR", "write": "SCALAR", "spectrum": "SPECTRUM",
+    "trend": "SCALAR",
+    "table": "SCALAR",
+    "write": "SCALAR",
+    "spectrum": "SPECTRUM",
     "image": "IMAGE",
-}  # fmt: skip
+}
 _SUGGEST_FOR_FORMAT = {"SCALAR": "a trend or table", "SPECTRUM": "a spectrum", "IMAGE": "an image"}
 
 
@@ -239,7 +251,7 @@ def check_in_subprocess(paths: Sequence[str | Path], timeout: float = 60.0) -> C
             [
                 f"the attribute check did not finish within {timeout:g} s "
                 "(is the Tango database slow?); start with --no-check to skip it"
-            ],  # fmt: skip
+            ],
             unavailable=True,
         )
     lines = [line for line in done.stdout.splitlines() if line.strip()]

@@ -1,4 +1,4 @@
-"""Dashboard files: YAML text -> validated :class:`~.schema.Dashboard`, or errors with file and line.
+"""Dashboard files: YAML text -> a validated Dashboard, or errors with file, line and key.
 
 PyYAML parses; :func:`yaml.compose` gives the node tree from which every key
 path gets its line number; pydantic validates. Each problem is reported as
@@ -341,7 +341,7 @@ def _name_problems(path: Path) -> list[Problem]:
                 "",
                 f"the file name {name!r} becomes the dashboard's URL path: use letters, digits, "
                 "'-' and '_' only",
-            )  # fmt: skip
+            )
         ]
     if name.lower() in RESERVED_NAMES:
         return [Problem(str(path), None, "", f"{name!r} is a URL the server uses: rename the file")]
@@ -368,7 +368,7 @@ def load_all(paths: Iterable[str | Path]) -> list[DashboardFile]:
                     "",
                     f"another file ({other}) has the same name: both would be served at "
                     f"/{dashboard.name}",
-                )  # fmt: skip
+                )
             )
             continue
         names[dashboard.name.lower()] = dashboard.path

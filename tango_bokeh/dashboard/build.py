@@ -1,0 +1,317 @@
+"""A dashboard model -> one session per browser page: the views, their layout, the header.
+
+Each page gets its own :class:`DashboardSession` and its own view objects
+(bokeh models belong to one Document), but every session of the process
+reads the same :meth:`Hub.default` channels: N viewers cost one Tango
+subscription per attribute. Attributes come only from the file; nothing in
+the URL can add one.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bokeh.core.templates import get_env
+from bokeh.models import Column, Div, LayoutDOM, Row, TabPanel, Tabs
+
+from ..hub import Hub
+from ..session import Session
+from .auth import ANONYMOUS, Viewer, login_link
+from .control import Actuator, Controls
+from .loader import DashboardFile, format_path
+from .schema import Panel
+
+log = logging.getLogger(__name__)
+
+#: The page around the bokeh roots: a calm background (body CSS is outside bokeh's shadow DOM).
+PAGE_TEMPLATE = get_env().from_string(
+    """{% extends "file.html" %}
+{% block inner_head %}{{ super() }}
+<style>
+  html, body { background: #eef1f5; margin: 0; }
+  body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; }
+  .bk-root, body > div { margin: 0 auto; }
+</style>
+{% endblock %}"""
+)
+
+CARD_STYLE = {
+    "background": "#ffffff",
+    "border-radius": "8px",
+    "box-shadow": "0 1px 3px rgba(0, 0, 0, 0.12)",
+    "padding": "8px 10px",
+}
+#: URL arguments bokeh itself adds (embedding); anything else is refused.
+_BOKEH_ARGUMENTS = ("bokeh-",)
+
+
+def _view_classes() -> dict[str, type]:
+    from ..views.image import Image
+    from ..views.spectrum import Spectrum
+    from ..views.table import ValueTable
+    from ..views.trend import Trend
+
+    return {"trend": Trend, "spectrum": Spectrum, "image": Image, "table": ValueTable}
+
+
+def _make(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """``cls(*args, **kwargs)`` without the options this view class does not take."""
+    accepted = inspect.signature(cls).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    return cls(*args, **{k: v for k, v in kwargs.items() if takes_any or k in accepted})
+
+
+def make_view(kind: str, spec: Any, qualify: Callable[[str], str]) -> Any:
+    """The view object for one panel of the file (names qualified with the file's host)."""
+    cls = _view_classes()[kind]
+    height = {"height": spec.height} if spec.height else {}
+    if kind == "trend":
+        return _make(
+            cls,
+            [qualify(a) for a in spec.attributes],
+            title=spec.title,
+            history_points=spec.points,
+            history_seconds=spec.history,
+            log_y=spec.log_y,
+            y_range=spec.y_range,
+            labels=spec.labels,
+            colors=spec.colors,
+            **height,
+        )
+    if kind == "spectrum":
+        return _make(
+            cls,
+            qualify(spec.attribute),
+            x_attribute=qualify(spec.x_attribute) if spec.x_attribute else None,
+            persistence=spec.persistence,
+            y_range=spec.y_range,
+            log_y=spec.log_y,
+            title=spec.title,
+            **height,
+        )
+    if kind == "image":
+        return _make(
+            cls,
+            qualify(spec.attribute),
+            palette=spec.palette,
+            range=spec.range,
+            max_display=spec.max_display,
+            title=spec.title,
+            **height,
+        )
+    return _make(
+        cls,
+        [qualify(a) for a in spec.attributes],
+        labels=spec.labels,
+        title=spec.title,
+        **height,
+    )
+
+
+class DashboardSession(Session):
+    """One browser page of one dashboard file."""
+
+    def __init__(
+        self,
+        dashboard: DashboardFile,
+        *,
+        viewer: Viewer = ANONYMOUS,
+        actuator: Actuator | None = None,
+        can_login: bool = False,
+        hub: Hub | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.dashboard = dashboard
+        self.viewer = viewer
+        self.actuator = actuator or Actuator()
+        self.can_login = can_login
+        self.controls: list[Controls] = []
+        self._built: dict[tuple[str | int, ...], Any] = {}  # panel path -> view or error text
+        super().__init__(name, callback_period=dashboard.model.refresh, hub=hub)
+        try:
+            self._make_views()
+        except Exception:
+            self.close()
+            raise
+
+    def _make_views(self) -> None:
+        model = self.dashboard.model
+        default_poll = model.poll_period
+        for path, panel in model.walk():
+            if panel.kind not in ("trend", "spectrum", "image", "table"):
+                continue
+            spec = panel.content
+            try:
+                view = make_view(panel.kind, spec, model.qualify)
+            except Exception as exc:  # a view refusing its options: show it in place
+                log.warning("%s: %s: %s", self.dashboard.path, format_path(path), exc)
+                self._built[path] = f"{format_path((*path, panel.kind))}: {exc}"
+                continue
+            period = spec.poll_period or default_poll
+            if period:
+                for attribute in view.attributes:
+                    self.subscribe(attribute, period)
+            self.add_view(view)
+            self._built[path] = view
+
+    # -- the page ---------------------------------------------------------------------------
+
+    def setup_document(self) -> None:
+        doc = self.document
+        assert doc is not None
+        doc.title = self.dashboard.title
+        doc.template = PAGE_TEMPLATE
+        body = [self._header()]
+        body += [
+            self._layout(("panels", i), panel)
+            for i, panel in enumerate(self.dashboard.model.panels)
+        ]
+        doc.add_root(
+            Column(
+                *body,
+                sizing_mode="stretch_width",
+                styles={"padding": "0 14px 14px 14px", "gap": "12px"},
+                name="dashboard",
+            )
+        )
+
+    def _header(self) -> LayoutDOM:
+        model = self.dashboard.model
+        name = self.dashboard.name
+        if self.viewer.authenticated:
+            who = (
+                f"{html.escape(str(self.viewer))} · "
+                "<a href='/logout' style='color:#cfe0ff'>log out</a>"
+            )
+        elif self.can_login:
+            who = f"<a href='{login_link('/' + name)}' style='color:#cfe0ff'>log in</a>"
+        else:
+            who = "read-only"
+        description = ""
+        if model.description:
+            description = (
+                "<div style='font-size:13px;color:#c2cedb;margin-top:2px'>"
+                f"{html.escape(model.description)}</div>"
+            )
+        return Div(
+            text=(
+                "<div style='display:flex;align-items:center;justify-content:space-between;"
+                "background:#1d2733;color:#fff;padding:10px 18px;border-radius:0 0 8px 8px;"
+                "font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif'>"
+                f"<div><div style='font-size:20px;font-weight:600'>{html.escape(model.title)}</div>"
+                f"{description}</div>"
+                "<div style='font-size:13px;text-align:right'>"
+                "<a href='/' style='color:#cfe0ff'>all dashboards</a>"
+                f"<br>{who}</div></div>"
+            ),
+            sizing_mode="stretch_width",
+            name="dashboard-header",
+        )
+
+    def _layout(self, path: tuple[str | int, ...], panel: Panel) -> LayoutDOM:
+        kind = panel.kind
+        if kind == "row":
+            children = [self._layout((*path, "row", i), p) for i, p in enumerate(panel.content)]
+            return Row(*children, sizing_mode="stretch_width", styles={"gap": "12px"})
+        if kind == "column":
+            children = [self._layout((*path, "column", i), p) for i, p in enumerate(panel.content)]
+            return Column(*children, sizing_mode="stretch_width", styles={"gap": "12px"})
+        if kind == "tabs":
+            tabs = [
+                TabPanel(
+                    title=title,
+                    child=Column(
+                        *[self._layout((*path, "tabs", title, i), p) for i, p in enumerate(panels)],
+                        sizing_mode="stretch_width",
+                        styles={"gap": "12px", "padding-top": "8px"},
+                    ),
+                )
+                for title, panels in panel.content.items()
+            ]
+            return Tabs(tabs=tabs, sizing_mode="stretch_width", styles=CARD_STYLE)
+        return self._card(path, panel)
+
+    def _card(self, path: tuple[str | int, ...], panel: Panel) -> LayoutDOM:
+        built = self._built.get(path)
+        key = format_path((*path, panel.kind))
+        if isinstance(built, str) or built is None:
+            content: LayoutDOM = Div(
+                text=(
+                    "<b style='color:#b00020'>This panel cannot be shown.</b><br>"
+                    f"{html.escape(str(built))}"
+                ),
+                sizing_mode="stretch_width",
+            )
+            parts = [content]
+        else:
+            content = built.model
+            if getattr(content, "sizing_mode", None) in (None, "fixed"):
+                content.sizing_mode = "stretch_width"
+            parts = [content]
+            spec = panel.content
+            writable = [self.dashboard.model.qualify(a) for a in getattr(spec, "writable", [])]
+            commands = [
+                c.model_copy(update={"command": self.dashboard.model.qualify(c.command)})
+                for c in spec.commands
+            ]
+            if writable or commands:
+                labels = _labels(spec, self.dashboard.model.qualify)
+                controls = Controls(
+                    self,
+                    self.viewer,
+                    self.actuator,
+                    writable,
+                    labels,
+                    commands,
+                    login_link("/" + self.dashboard.name) if self.can_login else None,
+                    key,
+                )
+                self.controls.append(controls)
+                parts.append(controls.model)
+        return Column(*parts, sizing_mode="stretch_width", styles=CARD_STYLE, name=key)
+
+
+def _labels(spec: Any, qualify: Callable[[str], str]) -> dict[str, str]:
+    attributes = getattr(spec, "attributes", [])
+    labels = getattr(spec, "labels", None) or attributes
+    return {qualify(a): label for a, label in zip(attributes, labels, strict=False)}
+
+
+class RefusedSession(Session):
+    """What a URL that tries to pass arguments gets: an explanation, and no subscription."""
+
+    def __init__(self, dashboard: DashboardFile, arguments: Mapping[str, Any]) -> None:
+        self.dashboard = dashboard
+        self.arguments = sorted(arguments)
+        super().__init__(callback_period=None)
+
+    def setup_document(self) -> None:
+        doc = self.document
+        assert doc is not None
+        doc.title = f"{self.dashboard.title}: refused"
+        names = ", ".join(html.escape(a) for a in self.arguments)
+        doc.add_root(
+            Div(
+                name="refused",
+                text=(
+                    "<div style='font-family:system-ui,sans-serif;padding:24px'>"
+                    "<h2 style='color:#b00020'>Refused: this dashboard takes no URL arguments</h2>"
+                    f"<p>The request carried <code>{names}</code>. What a dashboard shows comes "
+                    "only from its file on the server; attributes cannot be added from the URL.</p>"
+                    f"<p><a href='/{html.escape(self.dashboard.name)}'>Open the dashboard</a> · "
+                    "<a href='/'>all dashboards</a></p></div>"
+                ),
+            )
+        )
+
+
+def url_arguments(doc: Any) -> dict[str, Any]:
+    """The page's query arguments that are not bokeh's own."""
+    context = doc.session_context
+    request = getattr(context, "request", None) if context is not None else None
+    arguments = getattr(request, "arguments", None) or {}
+    return {k: v for k, v in arguments.items() if not k.startswith(_BOKEH_ARGUMENTS)}

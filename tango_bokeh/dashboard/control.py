@@ -1,0 +1,400 @@
+"""Write widgets and command buttons: only where a file enables them, only for logged-in users.
+
+The allow-list comes from the dashboard file (``write:`` / ``commands:`` of a
+panel) and is enforced on the server: a browser can only pick among the
+names the server put in the page, a click from an anonymous session is
+refused and logged, and commands need a second, confirming click. The Tango
+call itself runs on a worker thread (never on the bokeh loop); its outcome
+comes back to the page through ``safe_document_modifications``. Every write
+goes to the ``tango_bokeh.audit`` log with user, attribute, old and new value.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bokeh.models import Button, Div, LayoutDOM, Row, Select, TextInput
+from bokeh.models import Column as BokehColumn
+
+from ..tango.names import parse_name
+from .auth import Viewer
+from .schema import Command
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+audit = logging.getLogger("tango_bokeh.audit")
+log = logging.getLogger(__name__)
+
+#: Seconds a command's confirmation stays open.
+CONFIRM_WINDOW = 20.0
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class Refused(Exception):
+    """A write or command that is not allowed; the message is shown to the user."""
+
+
+# -- Tango side (worker threads) -------------------------------------------------------------
+
+
+class Actuator:
+    """Writes attributes and runs commands on a small pool; one proxy per device."""
+
+    def __init__(self, timeout_ms: int = 3000, workers: int = 2) -> None:
+        self._timeout_ms = timeout_ms
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._proxies: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _submit(self, fn: Callable[..., str], *args: Any) -> Future[str]:
+        with self._lock:
+            if self._pool is None:  # created on first use, after any fork
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="tango-write")
+            return self._pool.submit(fn, *args)
+
+    def _proxy(self, device: str) -> Any:
+        import tango
+
+        with self._lock:
+            proxy = self._proxies.get(device.lower())
+        if proxy is None:
+            proxy = tango.DeviceProxy(device)
+            proxy.set_timeout_millis(self._timeout_ms)
+            with self._lock:
+                proxy = self._proxies.setdefault(device.lower(), proxy)
+        return proxy
+
+    def write(self, user: Viewer, attribute: str, text: str) -> Future[str]:
+        return self._submit(self._write, user, attribute, text)
+
+    def run(self, user: Viewer, command: str, argument: str | None) -> Future[str]:
+        return self._submit(self._run, user, command, argument)
+
+    def _write(self, user: Viewer, attribute: str, text: str) -> str:
+        import tango
+
+        name = parse_name(attribute)
+        try:
+            proxy = self._proxy(name.device_address)
+            old = proxy.read_attribute(name.attribute)
+            config = proxy.get_attribute_config(name.attribute)
+            value = convert(text, old.value, config)
+            proxy.write_attribute(name.attribute, value)
+        except tango.DevFailed as exc:
+            reason = " ".join(str(exc.args[0].desc).split()) if exc.args else str(exc)
+            audit.warning("write by %s: %s <- %r failed: %s", user, attribute, text, reason)
+            raise Refused(f"{attribute}: {reason}") from None
+        except ValueError as exc:
+            audit.warning("write by %s: %s <- %r refused: %s", user, attribute, text, exc)
+            raise Refused(f"{attribute}: {exc}") from None
+        audit.info("write by %s: %s %r -> %r", user, attribute, _plain(old.value), _plain(value))
+        return f"{user} wrote {attribute}: {_plain(old.value)!r} → {_plain(value)!r}"
+
+    def _run(self, user: Viewer, command: str, argument: str | None) -> str:
+        import tango
+
+        name = parse_name(command)
+        try:
+            proxy = self._proxy(name.device_address)
+            if argument is None:
+                result = proxy.command_inout(name.attribute)
+            else:
+                info = proxy.command_query(name.attribute)
+                result = proxy.command_inout(name.attribute, convert_argument(argument, info))
+        except tango.DevFailed as exc:
+            reason = " ".join(str(exc.args[0].desc).split()) if exc.args else str(exc)
+            audit.warning("command by %s: %s(%r) failed: %s", user, command, argument, reason)
+            raise Refused(f"{command}: {reason}") from None
+        except ValueError as exc:
+            raise Refused(f"{command}: {exc}") from None
+        shown = "" if argument is None else repr(argument)
+        audit.info("command by %s: %s(%s) -> %r", user, command, shown, _plain(result))
+        return f"{user} ran {command}({shown})" + ("" if result is None else f" → {result!r}")
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and enums as plain Python values, for logs."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            return value
+    if hasattr(value, "value") and isinstance(value.value, int):  # IntEnum
+        return int(value)
+    return value
+
+
+def convert(text: str, old: Any, config: Any) -> Any:
+    """The text typed in the page as the attribute's type (taken from its current value)."""
+    raw = text.strip()
+    labels = list(getattr(config, "enum_labels", None) or [])
+    if labels:
+        if raw in labels:
+            return labels.index(raw)
+        try:
+            index = int(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not one of {', '.join(labels)}") from None
+        if not 0 <= index < len(labels):
+            raise ValueError(f"{index} is not one of 0..{len(labels) - 1}")
+        return index
+    plain = _plain(old)
+    if isinstance(plain, bool):
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ValueError(f"{raw!r} is not true or false")
+    if isinstance(plain, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
+    if isinstance(plain, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+    if isinstance(plain, str):
+        return text
+    raise ValueError(f"values of type {type(plain).__name__} cannot be written from a dashboard")
+
+
+def convert_argument(text: str, info: Any) -> Any:
+    """A command argument typed in the page, as the command's input type."""
+    kind = str(getattr(info, "in_type", "")).rsplit(".", 1)[-1]
+    raw = text.strip()
+    try:
+        if kind in ("DevDouble", "DevFloat"):
+            return float(raw)
+        if kind in ("DevShort", "DevLong", "DevLong64", "DevUShort", "DevULong", "DevULong64"):
+            return int(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a valid {kind} argument") from None
+    if kind == "DevBoolean":
+        if raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
+        raise ValueError(f"{raw!r} is not true or false")
+    if kind == "DevString":
+        return text
+    if kind == "DevVoid":
+        return None
+    raise ValueError(f"commands taking {kind} cannot be run from a dashboard")
+
+
+# -- bokeh side (the Document's loop) -----------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    command: Command
+    argument: str | None
+    until: float
+
+
+class Controls:
+    """The write/command strip under one panel. Every decision is made here, on the server."""
+
+    def __init__(
+        self,
+        session: Session,
+        viewer: Viewer,
+        actuator: Actuator,
+        writable: Sequence[str],
+        labels: dict[str, str],
+        commands: Sequence[Command],
+        login_href: str | None,
+        key: str,
+    ) -> None:
+        self.session = session
+        self.viewer = viewer
+        self.actuator = actuator
+        self.writable = list(writable)
+        self.commands = list(commands)
+        self.labels = labels
+        self.login_href = login_href
+        self.key = key  # a stable name prefix, so tests and scripts can find the widgets
+        self._pending: _Pending | None = None
+        self.model: LayoutDOM = self._build()
+
+    # -- layout -----------------------------------------------------------------------------
+
+    def _build(self) -> LayoutDOM:
+        allowed = self.viewer.authenticated
+        children: list[LayoutDOM] = []
+        if self.writable:
+            self.target = Select(
+                title="Attribute",
+                options=[(a, self.labels.get(a, a)) for a in self.writable],
+                value=self.writable[0],
+                width=220,
+                disabled=not allowed,
+                name=f"{self.key}-write-target",
+            )
+            self.value = TextInput(
+                title="New value",
+                placeholder="value",
+                width=160,
+                disabled=not allowed,
+                name=f"{self.key}-write-value",
+            )
+            self.write_button = Button(
+                label="Write",
+                button_type="primary",
+                width=90,
+                align="end",
+                disabled=not allowed,
+                name=f"{self.key}-write",
+            )
+            self.write_button.on_click(self._on_write)
+            children.append(Row(self.target, self.value, self.write_button))
+        self.command_buttons: list[Button] = []
+        self.argument_inputs: dict[int, TextInput] = {}
+        if self.commands:
+            items: list[LayoutDOM] = []
+            for i, command in enumerate(self.commands):
+                if command.argument:
+                    field = TextInput(
+                        placeholder="argument",
+                        width=110,
+                        disabled=not allowed,
+                        name=f"{self.key}-command-{i}-argument",
+                    )
+                    self.argument_inputs[i] = field
+                    items.append(field)
+                button = Button(
+                    label=command.label or command.command,
+                    button_type="warning",
+                    disabled=not allowed,
+                    name=f"{self.key}-command-{i}",
+                )
+                button.on_click(lambda _event=None, i=i: self._on_command(i))
+                self.command_buttons.append(button)
+                items.append(button)
+            children.append(Row(*items))
+        self.confirm_text = Div(text="", name=f"{self.key}-confirm-text")
+        self.confirm_button = Button(
+            label="Confirm", button_type="danger", width=90, name=f"{self.key}-confirm"
+        )
+        self.cancel_button = Button(label="Cancel", width=90, name=f"{self.key}-cancel")
+        self.confirm_button.on_click(self._on_confirm)
+        self.cancel_button.on_click(self._on_cancel)
+        self.confirm_row = Row(
+            self.confirm_text, self.confirm_button, self.cancel_button, visible=False
+        )
+        children.append(self.confirm_row)
+        if allowed:
+            note = f"Logged in as <b>{_escape(str(self.viewer))}</b>: changes are logged."
+        elif self.login_href:
+            note = f'Read-only. <a href="{self.login_href}">Log in</a> to change values.'
+        else:
+            note = "Read-only: this server has no users file."
+        self.status = Div(
+            text=f"<span style='color:#5b6b7c'>{note}</span>",
+            name=f"{self.key}-status",
+            sizing_mode="stretch_width",
+        )
+        children.append(self.status)
+        return BokehColumn(
+            *children,
+            sizing_mode="stretch_width",
+            styles={"border-top": "1px solid #dde3ea", "padding-top": "4px"},
+        )
+
+    # -- events (on the Document's loop) ----------------------------------------------------------
+
+    def _say(self, text: str, error: bool = False) -> None:
+        colour = "#b00020" if error else "#1d6b2f"
+        self.status.text = f"<span style='color:{colour}'>{_escape(text)}</span>"
+
+    def _allowed(self, what: str) -> bool:
+        if not self.viewer.authenticated:
+            audit.warning(
+                "refused %s from an anonymous session (dashboard session %s)",
+                what,
+                self.session.name,
+            )
+            self._say(f"Refused: log in to {what}.", error=True)
+            return False
+        return True
+
+    def _on_write(self, _event: Any = None) -> None:
+        if not self.writable or not self._allowed("write"):
+            return
+        attribute = self.target.value
+        if attribute not in self.writable:  # a doctored page: only the file's names
+            audit.warning("refused write by %s to %r: not enabled", self.viewer, attribute)
+            self._say("Refused: that attribute is not writable from this dashboard.", True)
+            return
+        text = self.value.value or ""
+        if not text.strip():
+            self._say("Type a value first.", error=True)
+            return
+        self._say(f"Writing {attribute} …")
+        self._follow(self.actuator.write(self.viewer, attribute, text))
+
+    def _on_command(self, index: int) -> None:
+        if not 0 <= index < len(self.commands) or not self._allowed("run commands"):
+            return
+        command = self.commands[index]
+        argument = None
+        if command.argument:
+            argument = (self.argument_inputs[index].value or "").strip()
+            if not argument:
+                self._say(f"{command.command} needs an argument.", error=True)
+                return
+        self._pending = _Pending(command, argument, time.monotonic() + CONFIRM_WINDOW)
+        shown = f"({argument})" if argument is not None else ""
+        self.confirm_text.text = f"Run <b>{_escape(command.command)}{_escape(shown)}</b>?"
+        self.confirm_row.visible = True
+
+    def _on_confirm(self, _event: Any = None) -> None:
+        pending, self._pending = self._pending, None
+        self.confirm_row.visible = False
+        if pending is None or not self._allowed("run commands"):
+            return
+        if time.monotonic() > pending.until:
+            self._say("The confirmation expired; click the command again.", error=True)
+            return
+        self._say(f"Running {pending.command.command} …")
+        self._follow(self.actuator.run(self.viewer, pending.command.command, pending.argument))
+
+    def _on_cancel(self, _event: Any = None) -> None:
+        self._pending = None
+        self.confirm_row.visible = False
+        self._say("Cancelled.")
+
+    def _follow(self, future: Future[str]) -> None:
+        def done(f: Future[str]) -> None:
+            try:
+                text, error = f.result(), False
+            except Refused as exc:
+                text, error = str(exc), True
+            except Exception as exc:
+                log.exception("write/command failed")
+                text, error = f"failed: {exc}", True
+            self.session.safe_document_modifications(lambda: self._say(text, error))
+
+        future.add_done_callback(done)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)

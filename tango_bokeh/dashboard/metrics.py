@@ -1,0 +1,150 @@
+"""``/metrics``: the hub's counters and the sessions' tick times in Prometheus text format.
+
+A custom collector reads :meth:`Hub.stats` and the open sessions when
+Prometheus scrapes, so the data path (Tango threads, ticks) never updates a
+metric: nothing is added to the hot path.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..hub import Hub
+from ..session import Session
+
+PREFIX = "tango_bokeh"
+
+
+class HubCollector(Collector):
+    """Hub totals, per-attribute counters and per-dashboard sessions, read at scrape time."""
+
+    def __init__(
+        self,
+        hub: Callable[[], Hub | None],
+        sessions: Callable[[], Iterable[Session]],
+        dashboard_of: Callable[[Session], str],
+    ) -> None:
+        self._hub = hub
+        self._sessions = sessions
+        self._dashboard_of = dashboard_of
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._session_metrics()
+        hub = self._hub()
+        up = GaugeMetricFamily(f"{PREFIX}_hub_up", "1 if the hub is running")
+        up.add_metric([], 0.0 if hub is None or hub_closed(hub) else 1.0)
+        yield up
+        if hub is None:
+            return
+        stats = hub.stats()
+        acquisition = hub.acquisition.stats()
+        totals = [
+            ("attributes", "Attributes acquired (one acquisition each)", stats.channels),
+            ("readers", "Cursors reading the hub (sessions x attributes)", stats.consumers),
+            ("tango_subscriptions", "Live Tango event subscriptions", stats.subscriptions),
+            ("polled_attributes", "Attributes under client polling", stats.polled),
+            ("polled_devices", "Devices under client polling", stats.polled_devices),
+            ("poll_duration_seconds", "Longest last read_attributes of a polled device",
+             acquisition.get("poll_duration", 0.0)),
+        ]  # fmt: skip
+        for name, doc, value in totals:
+            gauge = GaugeMetricFamily(f"{PREFIX}_{name}", doc)
+            gauge.add_metric([], float(value))
+            yield gauge
+        reads = CounterMetricFamily(
+            f"{PREFIX}_device_reads", "read_attributes calls made by client polling"
+        )
+        reads.add_metric([], float(stats.device_reads))
+        yield reads
+
+        labels = ["attribute"]
+        mode = GaugeMetricFamily(
+            f"{PREFIX}_attribute_mode",
+            "Acquisition mode of each attribute (1 for the current mode)",
+            labels=["attribute", "mode"],
+        )
+        readers = GaugeMetricFamily(f"{PREFIX}_attribute_readers", "Readers", labels=labels)
+        received = CounterMetricFamily(
+            f"{PREFIX}_events_received", "Samples received (events or polls)", labels=labels
+        )
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_samples_dropped", "Samples readers lost to ring overflow", labels=labels
+        )
+        late = CounterMetricFamily(
+            f"{PREFIX}_samples_out_of_order", "Samples older than the last one, not shown",
+            labels=labels,
+        )  # fmt: skip
+        errors = CounterMetricFamily(f"{PREFIX}_errors", "Error samples", labels=labels)
+        age = GaugeMetricFamily(
+            f"{PREFIX}_attribute_last_update_age_seconds",
+            "Seconds since the last sample of each attribute",
+            labels=labels,
+        )
+        now = time.time()
+        for key, channel in sorted(stats.attributes.items()):
+            mode.add_metric([key, channel.mode], 1.0)
+            readers.add_metric([key], float(channel.consumers))
+            received.add_metric([key], float(channel.received))
+            dropped.add_metric([key], float(channel.dropped))
+            late.add_metric([key], float(channel.out_of_order))
+            errors.add_metric([key], float(channel.errors))
+            if channel.last_update is not None:
+                age.add_metric([key], max(0.0, now - channel.last_update))
+        yield from (mode, readers, received, dropped, late, errors, age)
+
+    def _session_metrics(self) -> Iterator[Metric]:
+        per: dict[str, list[Session]] = defaultdict(list)
+        for session in self._sessions():
+            if not session.closed:
+                per[self._dashboard_of(session)].append(session)
+        count = GaugeMetricFamily(
+            f"{PREFIX}_sessions", "Open viewer sessions", labels=["dashboard"]
+        )
+        tick_max = GaugeMetricFamily(
+            f"{PREFIX}_tick_duration_seconds_max",
+            "Longest last tick (drain the hub + update the views) among open sessions",
+            labels=["dashboard"],
+        )
+        tick_mean = GaugeMetricFamily(
+            f"{PREFIX}_tick_duration_seconds_mean",
+            "Mean last tick among open sessions",
+            labels=["dashboard"],
+        )
+        ticks = CounterMetricFamily(
+            f"{PREFIX}_ticks", "Ticks run by the open sessions", labels=["dashboard"]
+        )
+        for dashboard, sessions in sorted(per.items()):
+            durations = [s.last_tick_duration for s in sessions if s.ticks]
+            count.add_metric([dashboard], float(len(sessions)))
+            ticks.add_metric([dashboard], float(sum(s.ticks for s in sessions)))
+            if durations:
+                tick_max.add_metric([dashboard], max(durations))
+                tick_mean.add_metric([dashboard], statistics.fmean(durations))
+        yield from (count, tick_max, tick_mean, ticks)
+
+
+def hub_closed(hub: Hub) -> bool:
+    """Whether ``hub`` stopped (its acquisition threads are gone)."""
+    scheduler = getattr(hub.acquisition, "_scheduler", None)
+    alive = scheduler.is_alive() if scheduler is not None else True
+    return bool(getattr(hub, "_closed", False)) or not alive
+
+
+def make_registry(
+    hub: Callable[[], Hub | None],
+    sessions: Callable[[], Iterable[Session]],
+    dashboard_of: Callable[[Session], str],
+) -> CollectorRegistry:
+    """A registry of its own (several servers may live in one test process)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(hub, sessions, dashboard_of))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry

@@ -1,0 +1,494 @@
+"""The dashboard server: bokeh applications per file, index page, /metrics, /healthz, login.
+
+:class:`DashboardServer` holds what one server process serves and gives the
+keyword arguments for a bokeh ``Server`` (or :class:`~tango_bokeh.app.ThreadedServer`).
+:func:`serve_forever` is the ``tango-bokeh serve`` main loop. With
+``num_procs > 1`` it binds the socket, then forks; Tango is only used after
+the fork, in each worker (the parent never creates a proxy, a database
+object or the hub's threads), and the parent only supervises: a signal to
+it stops every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import html
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from bokeh.application import Application
+from bokeh.document import Document
+from bokeh.server.server import BaseServer
+from bokeh.server.tornado import BokehTornado
+from bokeh.server.util import bind_sockets, create_hosts_allowlist
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from tornado.web import RequestHandler
+
+from ..app import session_application
+from ..hub import Hub
+from ..session import Session
+from .auth import USER_COOKIE, Access, page
+from .control import Actuator
+from .loader import DashboardFile
+from .metrics import hub_closed, make_registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeOptions:
+    """What ``tango-bokeh serve`` takes, with bokeh serve's defaults where they exist."""
+
+    address: str = "127.0.0.1"
+    port: int = 5006
+    allow_websocket_origin: Sequence[str] = ()
+    num_procs: int = 1
+    #: A closed tab's session (and its share of the subscriptions) lives this long.
+    unused_session_lifetime: float = 5.0
+    check_unused_sessions: float = 1.0
+    keep_alive: float = 10.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DashboardServer:
+    """Everything one server process serves."""
+
+    def __init__(
+        self,
+        dashboards: Sequence[DashboardFile],
+        *,
+        access: Access | None = None,
+        hub: Hub | None = None,
+        actuator: Actuator | None = None,
+    ) -> None:
+        self.dashboards = list(dashboards)
+        self.access = access or Access(None)
+        self._hub = hub
+        self.actuator = actuator or Actuator()
+        self.started = time.time()
+        self.health = Health(self._tango_hosts(), self.hub)
+        self.registry = make_registry(self.existing_hub, self.sessions, _dashboard_name)
+
+    # -- what is served --------------------------------------------------------------------
+
+    def hub(self) -> Hub:
+        """The hub every session of this process shares (created after any fork)."""
+        return self._hub or Hub.default()
+
+    def existing_hub(self) -> Hub | None:
+        return self._hub or Hub._default
+
+    def sessions(self) -> list[Session]:
+        from .build import DashboardSession
+
+        names = {d.name for d in self.dashboards}
+        return [
+            s
+            for s in DashboardSession.sessions()
+            if isinstance(s, DashboardSession) and s.dashboard.name in names and s.hub is self.hub()
+        ]
+
+    def applications(self) -> dict[str, Application]:
+        return {f"/{d.name}": session_application(self._factory(d)) for d in self.dashboards}
+
+    def _factory(self, dashboard: DashboardFile) -> Callable[[Document], Session]:
+        from .build import DashboardSession, RefusedSession, url_arguments
+
+        def factory(doc: Document) -> Session:
+            arguments = url_arguments(doc)
+            if arguments:
+                log.warning(
+                    "refused /%s with URL arguments %s",
+                    dashboard.name,
+                    ", ".join(sorted(arguments)),
+                )
+                return RefusedSession(dashboard, arguments)
+            request = doc.session_context.request if doc.session_context else None
+            cookies = getattr(request, "cookies", None) or {}
+            return DashboardSession(
+                dashboard,
+                viewer=self.access.viewer_from_cookies(cookies),
+                actuator=self.actuator,
+                can_login=self.access.can_login,
+                hub=self.hub(),
+            )
+
+        return factory
+
+    def tornado_kwargs(self, options: ServeOptions) -> dict[str, Any]:
+        """Keyword arguments for bokeh's ``Server``/``BokehTornado`` (not the address or port)."""
+        return {
+            "extra_patterns": [
+                (r"/?", IndexHandler, {"server": self}),
+                (r"/metrics", MetricsHandler, {"server": self}),
+                (r"/healthz", HealthHandler, {"server": self}),
+            ],
+            "auth_provider": self.access.provider(),
+            "cookie_secret": self.access.cookie_secret,
+            "use_index": False,
+            "redirect_root": False,
+            "include_cookies": [USER_COOKIE],  # the only cookie a session needs to see
+            "unused_session_lifetime_milliseconds": int(options.unused_session_lifetime * 1000),
+            "check_unused_sessions_milliseconds": int(options.check_unused_sessions * 1000),
+            "keep_alive_milliseconds": int(options.keep_alive * 1000),
+            **options.extra,
+        }
+
+    def websocket_origins(self, options: ServeOptions, port: int) -> list[str]:
+        """``--allow-websocket-origin`` values, else the loopback names of this port."""
+        if options.allow_websocket_origin:
+            return create_hosts_allowlist(list(options.allow_websocket_origin), port)
+        hosts = {f"localhost:{port}", f"127.0.0.1:{port}"}
+        if options.address not in ("", "0.0.0.0", "::"):
+            hosts.add(f"{options.address}:{port}")
+        return sorted(hosts)
+
+    def _tango_hosts(self) -> list[str | None]:
+        hosts: set[str | None] = set()
+        for d in self.dashboards:
+            hosts.add(d.model.tango_host)
+        return sorted(hosts, key=lambda h: h or "")
+
+    def close_sessions(self) -> None:
+        for session in self.sessions():
+            session.close()
+
+    def shutdown(self) -> None:
+        """Close every session (drops the subscriptions), the writer pool and the health pool."""
+        self.close_sessions()
+        self.actuator.close()
+        self.health.close()
+
+
+def _dashboard_name(session: Session) -> str:
+    dashboard = getattr(session, "dashboard", None)
+    return dashboard.name if dashboard is not None else "?"
+
+
+# -- /healthz -----------------------------------------------------------------------------------
+
+
+class Health:
+    """Database reachability checked on a thread of its own, cached; the hub's state."""
+
+    def __init__(self, hosts: Sequence[str | None], hub: Callable[[], Hub], ttl: float = 10.0):
+        self.hosts = list(hosts) or [None]
+        self._hub = hub
+        self.ttl = ttl
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._cache: dict[str | None, tuple[float, bool, str]] = {}
+        self._running: dict[str | None, Any] = {}
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="healthz")
+            return self._pool
+
+    @staticmethod
+    def _ping(host: str | None) -> tuple[bool, str]:
+        import tango
+
+        try:
+            if host:
+                name, port = host.rsplit(":", 1)
+                db = tango.Database(name, int(port))
+            else:
+                db = tango.Database()
+            db.get_info()
+        except tango.DevFailed as exc:
+            return False, " ".join(str(exc.args[0].desc).split()) if exc.args else str(exc)
+        return True, "reachable"
+
+    async def database(self, host: str | None, wait: float = 3.0) -> tuple[bool, str, float]:
+        """(ok, detail, age of the answer in seconds); the check never runs on the loop."""
+        now = time.monotonic()
+        cached = self._cache.get(host)
+        if cached is None or now - cached[0] > self.ttl:
+            future = self._running.get(host)
+            if future is None:
+                future = asyncio.wrap_future(self._executor().submit(self._ping, host))
+                self._running[host] = future
+
+                def store(f: Any, host: str | None = host) -> None:
+                    self._running.pop(host, None)
+                    if not f.cancelled() and f.exception() is None:
+                        ok, detail = f.result()
+                        self._cache[host] = (time.monotonic(), ok, detail)
+
+                future.add_done_callback(store)
+            try:
+                await asyncio.wait_for(asyncio.shield(future), wait)
+            except TimeoutError:
+                if cached is None:
+                    return False, f"no answer within {wait:g} s", 0.0
+            cached = self._cache.get(host, cached)
+        assert cached is not None
+        return cached[1], cached[2], time.monotonic() - cached[0]
+
+    def hub_state(self) -> tuple[bool, dict[str, Any]]:
+        hub = self._hub()
+        stats = hub.stats()
+        running = not hub_closed(hub)
+        return running, {
+            "running": running,
+            "attributes": stats.channels,
+            "readers": stats.consumers,
+            "tango_subscriptions": stats.subscriptions,
+            "polled_attributes": stats.polled,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+class HealthHandler(RequestHandler):
+    """200 when every database answers and the hub runs, else 503; JSON either way."""
+
+    def initialize(self, server: DashboardServer) -> None:
+        self.server = server
+
+    async def get(self) -> None:
+        health = self.server.health
+        databases = {}
+        ok = True
+        for host in health.hosts:
+            reachable, detail, age = await health.database(host)
+            shown = host or os.environ.get("TANGO_HOST", "") or "(TANGO_HOST unset)"
+            databases[shown] = {"reachable": reachable, "detail": detail, "age_s": round(age, 1)}
+            ok = ok and reachable
+        hub_ok, hub = health.hub_state()
+        ok = ok and hub_ok
+        body = {
+            "status": "ok" if ok else "failing",
+            "databases": databases,
+            "hub": hub,
+            "sessions": len(self.server.sessions()),
+            "dashboards": [d.name for d in self.server.dashboards],
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.server.started, 1),
+        }
+        self.set_status(200 if ok else 503)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps(body, indent=1))
+
+
+class MetricsHandler(RequestHandler):
+    def initialize(self, server: DashboardServer) -> None:
+        self.server = server
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.set_header("Cache-Control", "no-store")
+        self.write(generate_latest(self.server.registry))
+
+
+class IndexHandler(RequestHandler):
+    """The list of dashboards this server serves."""
+
+    def initialize(self, server: DashboardServer) -> None:
+        self.server = server
+
+    def get(self) -> None:
+        viewer = self.server.access.viewer_from_cookie(self.get_cookie(USER_COOKIE))
+        cards = []
+        for d in self.server.dashboards:
+            model = d.model
+            panels = sum(1 for _, p in model.walk() if p.content is not None and p.kind in
+                         ("trend", "spectrum", "image", "table"))  # fmt: skip
+            attributes = len(model.attributes())
+            description = f"<p>{html.escape(model.description)}</p>" if model.description else ""
+            cards.append(
+                f"<div class='card'><h2><a href='/{html.escape(d.name)}'>"
+                f"{html.escape(model.title)}</a></h2>{description}"
+                f"<div class='muted'>/{html.escape(d.name)} · {panels} panel(s) · "
+                f"{attributes} attribute(s) · refresh {model.refresh:g} s · "
+                f"{html.escape(d.path.name)}</div></div>"
+            )
+        footer = (
+            "<p class='muted'>Machine-readable: <a href='/metrics'>/metrics</a> (Prometheus) · "
+            "<a href='/healthz'>/healthz</a></p>"
+        )
+        self.set_header("Cache-Control", "no-store")
+        self.write(
+            page("Tango dashboards", "".join(cards) + footer, viewer, self.server.access.can_login)
+        )
+
+
+# -- tango-bokeh serve ------------------------------------------------------------------------
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: get SIGTERM if the supervising parent dies, so nothing is orphaned."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+class _Stop(BaseException):
+    """Raised in the supervising parent by SIGINT/SIGTERM."""
+
+
+class Serving:
+    """One server process's run: bind, (fork), serve until :meth:`stop` or a signal.
+
+    ``tango-bokeh serve`` runs it on the main thread (:func:`serve_forever`);
+    tests and benchmarks may run :meth:`run` on a thread of their own.
+    """
+
+    def __init__(self, server: DashboardServer, options: ServeOptions) -> None:
+        self.server = server
+        self.options = options
+        self.port = 0
+        self.url = ""
+        self._sockets: list[Any] = []
+        self._loop: IOLoop | None = None
+        self._stopping = threading.Event()
+        self.ready = threading.Event()
+
+    def bind(self) -> str:
+        """Listen (no Tango, no thread: safe before a fork); returns the base URL."""
+        options = self.options
+        self._sockets, self.port = bind_sockets(options.address, options.port)
+        shown = options.address if options.address not in ("", "0.0.0.0", "::") else "localhost"
+        self.url = f"http://{shown}:{self.port}"
+        self.tornado_app = BokehTornado(
+            self.server.applications(),
+            extra_websocket_origins=self.server.websocket_origins(options, self.port),
+            absolute_url=self.url,
+            **self.server.tornado_kwargs(options),
+        )
+        self.http_server = HTTPServer(self.tornado_app, xheaders=False)
+        return self.url
+
+    def run(self, handle_signals: bool = True) -> None:
+        """Serve on this thread's loop until :meth:`stop` (or SIGINT/SIGTERM)."""
+        self.http_server.add_sockets(self._sockets)
+        loop = self._loop = IOLoop.current()
+        self.bokeh_server = BaseServer(loop, self.tornado_app, self.http_server)
+        if handle_signals:
+
+            def on_signal(_signum: int, _frame: Any) -> None:
+                loop.add_callback_from_signal(self._shutdown)
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, on_signal)
+        self.bokeh_server.start()
+        self.ready.set()
+        try:
+            loop.start()
+        finally:
+            hub = self.server.existing_hub()
+            if hub is not None and self.server._hub is None:
+                hub.close()
+
+    def stop(self) -> None:
+        """Stop serving (from any thread): sessions closed, subscriptions dropped."""
+        if self._loop is not None:
+            self._loop.add_callback(self._shutdown)
+
+    async def _shutdown(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        log.info("stopping the dashboard server (pid %d)", os.getpid())
+        app = self.tornado_app
+        for context in list(app._applications.values()):
+            for session in list(context.sessions):
+                session_context = session.document.session_context
+                if session_context is not None:
+                    with contextlib.suppress(Exception):
+                        await context.application.on_session_destroyed(session_context)
+        self.server.shutdown()
+        self.bokeh_server.stop(wait=False)
+        self.http_server.stop()
+        assert self._loop is not None
+        self._loop.stop()
+
+    def close_sockets(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+
+
+def serve_forever(
+    server: DashboardServer,
+    options: ServeOptions,
+    announce: Callable[[str, int], None] = lambda url, port: None,
+) -> int:
+    """Bind, announce, fork if asked, serve until SIGINT/SIGTERM. Returns the exit code."""
+    serving = Serving(server, options)
+    url = serving.bind()
+    announce(url, serving.port)
+    if options.num_procs != 1:
+        parent = os.getpid()
+        if not _supervise(options.num_procs):
+            serving.close_sockets()
+            return 0
+        _die_with_parent(parent)
+    serving.run(handle_signals=True)
+    return 0
+
+
+def _supervise(num_procs: int) -> bool:
+    """Fork ``num_procs`` workers (tornado restarts crashed ones). True in a worker.
+
+    In the parent, returns False once every worker has exited; SIGINT/SIGTERM
+    to the parent are passed on to the workers.
+    """
+    import psutil
+    from tornado.process import fork_processes
+
+    def raise_stop(_signum: int, _frame: Any) -> None:
+        raise _Stop
+
+    previous = {sig: signal.signal(sig, raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        fork_processes(num_procs, max_restarts=10)
+    except _Stop:
+        pass
+    except SystemExit:  # every worker exited by itself
+        return False
+    else:
+        for sig, handler in previous.items():  # a worker: its own handlers come later
+            signal.signal(sig, handler)
+        return True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    workers = psutil.Process().children()
+    for worker in workers:
+        with contextlib.suppress(psutil.Error):
+            worker.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    for worker in alive:
+        with contextlib.suppress(psutil.Error):
+            worker.kill()
+    return False
+
+
+def print_urls(server: DashboardServer, out: Any = sys.stdout) -> Callable[[str, int], None]:
+    def announce(url: str, _port: int) -> None:
+        print(f"Dashboards at {url}/", file=out)
+        for d in server.dashboards:
+            print(f"  {url}/{d.name}  ({d.title})", file=out)
+        print(f"Metrics at {url}/metrics, health at {url}/healthz", file=out, flush=True)
+
+    return announce
