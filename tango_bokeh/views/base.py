@@ -61,9 +61,16 @@ class View(abc.ABC):
     ) -> None:
         """Apply the new samples: at most one update per data source, none if nothing changed."""
 
-    def clear(self) -> None:
+    def clear(self) -> None:  # noqa: B027 - optional hook
         """Forget what is displayed (the "clear" control)."""
 
     def to_csv(self) -> str:
         """What is displayed, as CSV (the "export" control)."""
         return ""
+
+    def show_problem(self, text: str | None) -> None:  # noqa: B027 - optional hook
+        """Show a failure of the view itself (e.g. its update raised) in its panel; None clears it.
+
+        Default: nothing. Sessions call it so that one broken view says so in
+        place while the others keep updating.
+        """

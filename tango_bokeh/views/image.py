@@ -1,0 +1,257 @@
+"""Images: a colour-mapped 2-D attribute, decimated on the server to what the screen shows.
+
+Only the newest frame of a tick is sent (a camera pushing 10-20 Hz costs one
+frame per tick, not one per event), and a frame larger than ``max_display`` is
+reduced first by an integer *block mean* (each displayed pixel is the mean of
+an ``f x f`` block; it keeps the signal-to-noise of a real down-scaled picture,
+where striding would alias and keep hot pixels). Integer cameras keep their
+integer type after the mean (a 16-bit frame travels as 2 bytes per pixel).
+Nothing but the displayed frame is kept.
+
+Rows are drawn top-down, as cameras and image viewers number them (row 0 at
+the top), with the aspect ratio of the frame. The colour range is fixed
+(``range=(low, high)``) or automatic: then the browser scales each frame to
+its own minimum and maximum, which costs no message at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import bokeh.palettes
+import numpy as np
+from bokeh.layouts import column
+from bokeh.models import (
+    ColorBar,
+    ColumnDataSource,
+    HoverTool,
+    LayoutDOM,
+    LinearColorMapper,
+    Range1d,
+)
+from bokeh.plotting import figure
+
+from ..tango.sample import Format, Kind, Sample
+from .banner import Level, Problem, clock
+from .base import AttributeState
+from .panel import PanelView
+from .spectrum import _newest_frame
+from .style import PANEL_STYLES, style_figure
+
+#: dtypes bokeh sends as binary buffers; anything else is converted to float32.
+_WIRE_DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
+
+
+def decimation_factor(shape: tuple[int, int], max_display: tuple[int, int]) -> int:
+    """The smallest integer block size that fits an (H, W) frame into (W, H) pixels."""
+    height, width = shape
+    max_w, max_h = max_display
+    return max(1, math.ceil(width / max_w), math.ceil(height / max_h))
+
+
+def decimate(frame: np.ndarray, factor: int) -> np.ndarray:
+    """Block mean of ``factor x factor`` pixels (edges that do not fill a block are cut).
+
+    Integer frames stay integer (rounded mean) so that they travel compactly.
+    """
+    if factor <= 1:
+        return frame
+    height, width = (frame.shape[0] // factor) * factor, (frame.shape[1] // factor) * factor
+    blocks = frame[:height, :width].reshape(height // factor, factor, width // factor, factor)
+    mean = blocks.mean(axis=(1, 3), dtype=np.float32)
+    if np.issubdtype(frame.dtype, np.integer) and frame.dtype.name in _WIRE_DTYPES:
+        return np.rint(mean).astype(frame.dtype)
+    return mean
+
+
+def for_the_wire(frame: np.ndarray) -> np.ndarray:
+    """A dtype bokeh sends as a binary buffer."""
+    if frame.dtype == np.bool_:
+        return frame.astype(np.uint8)
+    if frame.dtype.name not in _WIRE_DTYPES:
+        return frame.astype(np.float32)
+    return np.ascontiguousarray(frame)
+
+
+def _palette(palette: str | Sequence[str]) -> Sequence[str]:
+    if isinstance(palette, str):
+        try:
+            return getattr(bokeh.palettes, palette)
+        except AttributeError:
+            raise ValueError(f"unknown bokeh palette {palette!r} (e.g. 'Viridis256')") from None
+    return list(palette)
+
+
+class Image(PanelView):
+    """A colour-mapped image with a colour bar; at most one (decimated) frame per tick.
+
+    ``range=(low, high)`` fixes the colour scale (default: each frame's own
+    minimum and maximum); ``max_display=(width, height)`` is the largest size in
+    screen pixels, and frames larger than that are block-averaged before sending.
+    """
+
+    def __init__(
+        self,
+        attribute: str,
+        *,
+        palette: str | Sequence[str] = "Viridis256",
+        range: tuple[float, float] | None = None,
+        max_display: tuple[int, int] = (400, 400),
+        title: str | None = None,
+    ) -> None:
+        super().__init__((attribute,), title=title)
+        self.attribute = attribute
+        self.palette = _palette(palette)
+        self.value_range = range
+        self.max_display = (int(max_display[0]), int(max_display[1]))
+        self._shape: tuple[int, int] | None = None  # of the frames received
+        self._shown: np.ndarray | None = None  # the displayed (decimated) frame: all we keep
+        self._shown_time: float | None = None
+        self._factor = 1
+        self._problem: Problem | None = None
+        self.frames_sent = 0
+
+    def build(self) -> LayoutDOM:
+        max_w, max_h = self.max_display
+        fig = figure(
+            title=self.title or self.attribute,
+            x_range=Range1d(0, 1),
+            y_range=Range1d(1, 0),  # row 0 at the top
+            frame_width=max_w,
+            frame_height=max_h,
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            active_drag="box_zoom",
+            toolbar_location="above",
+        )
+        style_figure(fig)
+        fig.grid.visible = False
+        fig.xaxis.axis_label = "column (pixel)"
+        fig.yaxis.axis_label = "row (pixel)"
+        self._figure = fig
+        low, high = self.value_range if self.value_range else (None, None)
+        self._colors = LinearColorMapper(palette=self.palette, low=low, high=high)
+        self._source = ColumnDataSource(data={"image": [], "x": [], "y": [], "dw": [], "dh": []})
+        image = fig.image(
+            image="image",
+            x="x",
+            y="y",
+            dw="dw",
+            dh="dh",
+            source=self._source,
+            color_mapper=self._colors,
+        )
+        fig.add_layout(
+            ColorBar(
+                color_mapper=self._colors,
+                width=14,
+                padding=4,
+                major_label_text_font_size="11px",
+                title_text_font_size="11px",
+                title_text_font_style="normal",
+            ),
+            "right",
+        )
+        fig.add_tools(
+            HoverTool(
+                renderers=[image],
+                tooltips=[("column", "$x{0}"), ("row", "$y{0}"), ("value", "@image{%.6g}")],
+                formatters={"@image": "printf"},
+            )
+        )
+        return column(
+            self._banner.model,
+            fig,
+            sizing_mode="stretch_width",
+            styles={**PANEL_STYLES, "align-items": "center"},
+        )
+
+    def update(
+        self,
+        batch: Mapping[str, Sequence[Sample]],
+        now: float,
+        states: Mapping[str, AttributeState],
+    ) -> None:
+        self._observe(batch, states)
+        self._learn(states.get(self.attribute))
+        frame = _newest_frame(batch.get(self.attribute)) if self._problem is None else None
+        if frame is not None:
+            self._show(frame)
+        self._refresh_banner()
+
+    def _learn(self, state: AttributeState | None) -> None:
+        info = state.info if state is not None else None
+        if info is None or getattr(self, "_info", None) is info:
+            return
+        self._info = info
+        if info.format is not Format.IMAGE:
+            use = "Spectrum" if info.format is Format.SPECTRUM else "Trend or ValueTable"
+            self._problem = Problem(
+                self.attribute, Level.ERROR, f"is a {info.format} attribute: use {use}"
+            )
+        elif info.kind not in (Kind.NUMBER, Kind.BOOL):
+            self._problem = Problem(
+                self.attribute, Level.ERROR, f"is an image of {info.kind}s: an Image shows numbers"
+            )
+        elif info.unit:
+            self._figure.right[0].title = info.unit
+
+    def _own_problems(self) -> dict[str, Problem]:
+        return {self.attribute: self._problem} if self._problem else {}
+
+    def _show(self, sample: Sample) -> None:
+        frame = np.asarray(sample.value)
+        if frame.ndim != 2:
+            self._problem = Problem(
+                self.attribute, Level.ERROR, f"has {frame.ndim}-D values: an Image shows 2-D frames"
+            )
+            return
+        if frame.size == 0:
+            return
+        shape = (int(frame.shape[0]), int(frame.shape[1]))
+        if shape != self._shape:
+            self._resize(shape)
+        shown = for_the_wire(decimate(frame, self._factor))
+        height, width = shown.shape[0] * self._factor, shown.shape[1] * self._factor
+        self._source.data = {"image": [shown], "x": [0], "y": [0], "dw": [width], "dh": [height]}
+        self._shown, self._shown_time = shown, sample.time
+        self.frames_sent += 1
+        reduced = f" · {shape[1]}x{shape[0]}" + (f" (1/{self._factor})" if self._factor > 1 else "")
+        self._figure.title.text = f"{self.title or self.attribute} · {clock(sample.time)}{reduced}"
+
+    def _resize(self, shape: tuple[int, int]) -> None:
+        """Fit a new frame size into ``max_display`` keeping its aspect ratio."""
+        self._shape = shape
+        height, width = shape
+        self._factor = decimation_factor(shape, self.max_display)
+        max_w, max_h = self.max_display
+        scale = min(max_w / width, max_h / height)
+        fig = self._figure
+        fig.frame_width = max(50, round(width * scale))
+        fig.frame_height = max(50, round(height * scale))
+        used_w = (width // self._factor) * self._factor
+        used_h = (height // self._factor) * self._factor
+        fig.x_range.update(start=0, end=used_w)
+        fig.y_range.update(start=used_h, end=0)
+
+    @property
+    def displayed(self) -> np.ndarray | None:
+        """The frame as sent to the browser (decimated), or None."""
+        return self._shown
+
+    def clear(self) -> None:
+        self._shown = self._shown_time = None
+        if self._model is not None:
+            self._source.data = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
+
+    def to_csv(self) -> str:
+        """The displayed (decimated) frame, one CSV row per image row."""
+        out = io.StringIO()
+        if self._shown is None:
+            return ""
+        writer = csv.writer(out, lineterminator="\n")
+        for row in self._shown:
+            writer.writerow([repr(v) for v in row.tolist()])
+        return out.getvalue()

@@ -1,0 +1,509 @@
+"""Trends: numeric and boolean scalars against Tango time, streamed point by point.
+
+What goes on the wire each tick is only what is new: one
+``ColumnDataSource.stream`` per attribute that received samples (numpy arrays,
+sent as binary), nothing for the others. History is bounded twice: by points
+(the stream's ``rollover``) and by time (points older than the window are cut
+by an occasional *trim*, a full replace of the source, done only when at least
+a tenth of its rows has aged out, so its cost is amortised over many ticks).
+
+Samples are drawn as a step line (sample-and-hold, the truthful picture of a
+change-only attribute). The last value is carried to "now" by one small
+segment per attribute, redrawn only when it would move by two pixels or more
+(``history_seconds / 500``), so an idle trend sends nothing most ticks but
+never looks dead. Errors, ``ATTR_INVALID`` and stale periods become NaN rows
+that break the line; points of WARNING, ALARM or CHANGING quality get markers
+in their quality colour.
+
+Times are plotted in the server's local time zone (bokeh's datetime axis shows
+UTC, so timestamps are shifted by the local UTC offset before they are sent).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from bokeh.core.properties import value
+from bokeh.layouts import column
+from bokeh.models import (
+    CDSView,
+    ColumnDataSource,
+    CustomJSFilter,
+    CustomJSHover,
+    DataRange1d,
+    GlyphRenderer,
+    HoverTool,
+    IndexFilter,
+    LayoutDOM,
+    Legend,
+    LegendItem,
+    LinearAxis,
+    LinearColorMapper,
+    LogAxis,
+    LogScale,
+    Range1d,
+)
+from bokeh.plotting import figure
+
+from ..tango.sample import Format, Kind, Quality, Sample
+from .banner import Level, Problem
+from .base import AttributeState
+from .palette import QUALITY_BY_CODE, QUALITY_CODES, QUALITY_COLORS, SERIES_COLORS
+from .panel import PanelView
+from .style import PANEL_STYLES, style_figure
+
+#: Kinds a trend can plot (enums as their integer value).
+PLOTTABLE = (Kind.NUMBER, Kind.BOOL, Kind.ENUM)
+_INVALID = QUALITY_CODES[Quality.INVALID]
+
+#: Markers only for points whose quality is not VALID (quality code 0).
+_ABNORMAL = """
+const q = source.data["q"]
+const indices = []
+for (let i = 0; i < q.length; i++) {
+    if (q[i] != 0) indices.push(i)
+}
+return indices
+"""
+
+_QUALITY_NAME = CustomJSHover(
+    code="return %s[value] ?? String(value)" % [str(q) for q in QUALITY_BY_CODE]
+)
+
+
+def utc_offset(t: float) -> float:
+    """Seconds to add to epoch ``t`` to get the local wall clock (DST-aware)."""
+    return float(time.localtime(t).tm_gmtoff)
+
+
+def to_display_ms(t: float | np.ndarray) -> float | np.ndarray:
+    """Epoch seconds to the milliseconds a bokeh datetime axis shows as local time."""
+    last = float(np.max(t)) if isinstance(t, np.ndarray) and t.size else float(t or 0.0)
+    return (t + utc_offset(last)) * 1000.0
+
+
+def _empty() -> dict[str, np.ndarray]:
+    return {"t": np.empty(0), "y": np.empty(0), "q": np.empty(0, dtype=np.uint8)}
+
+
+@dataclass
+class _Series:
+    """One attribute of a trend: its source, renderers and what was last drawn."""
+
+    attribute: str
+    label: str
+    color: str
+    source: ColumnDataSource
+    renderers: list[GlyphRenderer]  # everything to move to another y axis together
+    hover: GlyphRenderer
+    legend: LegendItem
+    unit: str | None = None  # None until the attribute's configuration is known
+    problem: Problem | None = None  # the trend cannot plot this attribute
+    last_t: float = math.nan  # display ms of the newest row
+    carry: float = math.nan  # value carried to "now" (NaN in a gap)
+    in_gap: bool = False
+    y_range_name: str = "default"
+    rows_streamed: int = field(default=0)
+
+
+class Trend(PanelView):
+    """Several numeric/boolean scalars in one figure; one y axis per unit.
+
+    ``history_points`` and ``history_seconds`` bound what is kept and shown;
+    ``labels`` and ``colors`` are per attribute; ``y_range=(low, high)`` fixes
+    the first axis (else it autoscales); ``step=False`` draws straight lines
+    between samples instead of holding each value until the next one.
+    """
+
+    def __init__(
+        self,
+        attributes: Sequence[str] | str,
+        *,
+        title: str | None = None,
+        history_points: int = 10_000,
+        history_seconds: float = 600.0,
+        log_y: bool = False,
+        y_range: tuple[float, float] | None = None,
+        labels: Sequence[str] | None = None,
+        colors: Sequence[str] | None = None,
+        height: int = 300,
+        step: bool = True,
+    ) -> None:
+        if isinstance(attributes, str):
+            attributes = (attributes,)
+        super().__init__(attributes, title=title)
+        if labels is not None and len(labels) != len(self.attributes):
+            raise ValueError("Trend: give one label per attribute")
+        if history_points < 2:
+            raise ValueError("Trend: history_points must be at least 2")
+        self.labels = tuple(labels) if labels else self.attributes
+        self.colors = tuple(colors) if colors else SERIES_COLORS
+        self.log_y = log_y
+        self.y_range = y_range
+        self.height = height
+        self.step = step
+        self._history_points = int(history_points)
+        self._history_seconds = float(history_seconds)
+        self._series: list[_Series] = []
+        self._sent = np.full((3, len(self.attributes)), np.nan)  # x0, x1, y of the carry segments
+
+    # -- options that controls change -------------------------------------------
+
+    @property
+    def history_points(self) -> int:
+        return self._history_points
+
+    @history_points.setter
+    def history_points(self, points: int) -> None:
+        self._history_points = max(2, int(points))
+        if self._model is not None:
+            for series in self._series:
+                if len(series.source.data["t"]) > self._history_points:
+                    self._replace(series, 0, None)
+
+    @property
+    def history_seconds(self) -> float:
+        return self._history_seconds
+
+    @history_seconds.setter
+    def history_seconds(self, seconds: float) -> None:
+        self._history_seconds = max(1.0, float(seconds))
+        if self._model is not None:
+            self._figure.x_range.follow_interval = self._history_seconds * 1000.0
+
+    @property
+    def resolution(self) -> float:
+        """Seconds the "now" segment may lag before it is redrawn (two pixels of 1000)."""
+        return self._history_seconds / 500.0
+
+    # -- building ----------------------------------------------------------------
+
+    def build(self) -> LayoutDOM:
+        y_range = Range1d(*self.y_range) if self.y_range else DataRange1d(only_visible=True)
+        fig = figure(
+            title=self.title or self._default_title(),
+            x_axis_type="datetime",
+            y_axis_type="log" if self.log_y else "linear",
+            x_range=DataRange1d(
+                follow="end",
+                follow_interval=self._history_seconds * 1000.0,
+                range_padding=0.0,
+                only_visible=True,
+            ),
+            y_range=y_range,
+            height=self.height,
+            sizing_mode="stretch_width",
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+            active_drag="box_zoom",
+            toolbar_location="right",
+        )
+        style_figure(fig)
+        fig.xaxis.axis_label = f"local time (UTC{time.strftime('%z')})"
+        self._figure = fig
+        self._carry_source = ColumnDataSource(
+            data={"x0": self._sent[0].copy(), "x1": self._sent[1].copy(), "y": self._sent[2].copy()}
+        )
+        quality_colors = LinearColorMapper(
+            palette=[QUALITY_COLORS[q] for q in QUALITY_BY_CODE],
+            low=-0.5,
+            high=len(QUALITY_BY_CODE) - 0.5,
+        )
+        legend_items = []
+        for index, (attribute, label) in enumerate(zip(self.attributes, self.labels, strict=True)):
+            color = self.colors[index % len(self.colors)]
+            source = ColumnDataSource(data=_empty())
+            if self.step:
+                line = fig.step("t", "y", source=source, mode="after", color=color, line_width=2)
+                hover = fig.line("t", "y", source=source, line_alpha=0.0, line_width=6)
+            else:
+                line = hover = fig.line("t", "y", source=source, color=color, line_width=2)
+            hover.name = label
+            marks = fig.scatter(
+                "t",
+                "y",
+                source=source,
+                view=CDSView(filter=CustomJSFilter(code=_ABNORMAL)),
+                size=7,
+                line_color="#333333",
+                line_width=0.5,
+                fill_color={"field": "q", "transform": quality_colors},
+            )
+            carry = fig.segment(
+                "x0",
+                "y",
+                "x1",
+                "y",
+                source=self._carry_source,
+                view=CDSView(filter=IndexFilter([index])),
+                color=color,
+                line_width=2,
+                line_dash="dashed",
+                line_alpha=0.7,
+            )
+            renderers = [line, marks, carry] + ([hover] if hover is not line else [])
+            item = LegendItem(label=value(label), renderers=[line, marks, carry])
+            legend_items.append(item)
+            self._series.append(_Series(attribute, label, color, source, renderers, hover, item))
+        fig.add_tools(
+            HoverTool(
+                renderers=[s.hover for s in self._series],
+                mode="vline",
+                tooltips=[
+                    ("", "<b>$name</b>"),
+                    ("value", "@y{%.6g}"),
+                    ("quality", "@q{custom}"),
+                    ("time", "@t{%F %T.%3N}"),
+                ],
+                formatters={"@t": "datetime", "@y": "printf", "@q": _QUALITY_NAME},
+            )
+        )
+        legend = Legend(
+            items=legend_items,
+            orientation="horizontal",
+            location="top_left",
+            click_policy="hide",
+            label_text_font_size="12px",
+            spacing=14,
+            padding=2,
+            margin=0,
+            border_line_color=None,
+        )
+        fig.add_layout(legend, "above")
+        if len(self.attributes) == 1:
+            legend.visible = False  # the title and axis already name it
+        return column(self._banner.model, fig, sizing_mode="stretch_width", styles=PANEL_STYLES)
+
+    def _default_title(self) -> str:
+        if len(self.labels) <= 3:
+            return ", ".join(self.labels)
+        return f"{len(self.labels)} attributes"
+
+    # -- units and axes ----------------------------------------------------------
+
+    def _learn(self, series: _Series, state: AttributeState | None) -> None:
+        """Take the attribute's configuration into account once it is known."""
+        if series.unit is not None or state is None or state.info is None:
+            return
+        info = state.info
+        series.unit = info.unit or ""
+        if info.format is not Format.SCALAR:
+            series.problem = Problem(
+                series.attribute,
+                Level.ERROR,
+                f"is a {info.format} attribute: a Trend plots scalars "
+                f"(use {'Spectrum' if info.format is Format.SPECTRUM else 'Image'})",
+            )
+        elif info.kind not in PLOTTABLE:
+            series.problem = Problem(
+                series.attribute,
+                Level.ERROR,
+                f"is a {info.kind} attribute: a Trend plots numbers and booleans (use ValueTable)",
+            )
+        self._place(series)
+
+    def _place(self, series: _Series) -> None:
+        """Put ``series`` on the y axis of its unit, creating the axis if needed."""
+        fig = self._figure
+        units = [s.unit for s in self._series if s.unit is not None and s.problem is None]
+        default_unit = units[0] if units else None
+        if series.unit != default_unit and series.problem is None:
+            name = f"unit:{series.unit}"
+            if name not in fig.extra_y_ranges:
+                fig.extra_y_ranges = {**fig.extra_y_ranges, name: DataRange1d(only_visible=True)}
+                if self.log_y:
+                    fig.extra_y_scales = {**fig.extra_y_scales, name: LogScale()}
+                axis_class = LogAxis if self.log_y else LinearAxis
+                fig.add_layout(axis_class(y_range_name=name), "right")
+            series.y_range_name = name
+            for renderer in series.renderers:
+                renderer.y_range_name = name
+        self._relabel()
+
+    def _relabel(self) -> None:
+        """Axis labels, range membership and legend labels from the current unit groups."""
+        fig = self._figure
+        groups: dict[str, list[_Series]] = {}
+        for s in self._series:
+            if s.unit is not None and s.problem is None:
+                groups.setdefault(s.y_range_name, []).append(s)
+        several_units = len(groups) > 1
+        axes = {getattr(a, "y_range_name", "default"): a for a in fig.yaxis}
+        for name, members in groups.items():
+            axis = axes.get(name)
+            unit = members[0].unit
+            if axis is not None:
+                text = f"[{unit}]" if unit else ""
+                if len(members) == 1:
+                    text = f"{members[0].label} {text}".strip()
+                if axis.axis_label != text:
+                    axis.axis_label = text
+                color = members[0].color if several_units and len(members) == 1 else "#333333"
+                if axis.axis_label_text_color != color:
+                    axis.axis_label_text_color = color
+            rng = fig.y_range if name == "default" else fig.extra_y_ranges[name]
+            if several_units and isinstance(rng, DataRange1d):
+                wanted = [r for s in members for r in s.renderers]
+                if list(rng.renderers) != wanted:
+                    rng.renderers = wanted
+        for s in self._series:
+            label = f"{s.label} [{s.unit}]" if several_units and s.unit else s.label
+            if s.legend.label is None or s.legend.label.value != label:
+                s.legend.label = value(label)
+            name = f"{s.label} [{s.unit}]" if s.unit else s.label
+            if s.hover.name != name:
+                s.hover.name = name
+
+    # -- data ----------------------------------------------------------------------
+
+    def update(
+        self,
+        batch: Mapping[str, Sequence[Sample]],
+        now: float,
+        states: Mapping[str, AttributeState],
+    ) -> None:
+        self._observe(batch, states)
+        now_ms = float(to_display_ms(now))
+        for series in self._series:
+            self._learn(series, states.get(series.attribute))
+            samples = batch.get(series.attribute)
+            new = self._rows(series, samples) if samples and series.problem is None else None
+            self._apply(series, new, now_ms)
+        self._carry_to(now_ms)
+        self._refresh_banner()
+
+    def _own_problems(self) -> dict[str, Problem]:
+        return {s.attribute: s.problem for s in self._series if s.problem is not None}
+
+    def _rows(self, series: _Series, samples: Sequence[Sample]) -> dict[str, np.ndarray] | None:
+        """New rows for ``samples``: values, or one NaN row where a gap starts."""
+        times: list[float] = []
+        values: list[float] = []
+        codes: list[int] = []
+        for sample in samples:
+            value = sample.value
+            if (
+                sample.error is not None
+                or sample.stale
+                or value is None
+                or (sample.quality is Quality.INVALID)
+            ):
+                if not series.in_gap:
+                    times.append(sample.time)
+                    values.append(math.nan)
+                    codes.append(_INVALID)
+                    series.in_gap = True
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                series.problem = Problem(
+                    series.attribute,
+                    Level.ERROR,
+                    f"has {type(value).__name__} values: a Trend plots numbers and booleans",
+                )
+                return None
+            times.append(sample.time)
+            values.append(number)
+            codes.append(QUALITY_CODES.get(sample.quality, _INVALID))
+            series.in_gap = False
+        if not times:
+            return None
+        t = to_display_ms(np.asarray(times, dtype=np.float64))
+        if not math.isnan(series.last_t):
+            t = np.maximum(t, series.last_t)  # error times come from our clock: keep order
+        series.last_t = float(t[-1])
+        series.carry = math.nan if series.in_gap else values[-1]
+        return {
+            "t": t,
+            "y": np.asarray(values, dtype=np.float64),
+            "q": np.asarray(codes, dtype=np.uint8),
+        }
+
+    def _apply(self, series: _Series, new: dict[str, np.ndarray] | None, now_ms: float) -> None:
+        """At most one update of the series' source: stream, trim-and-append, or nothing."""
+        t = series.source.data["t"]
+        cutoff = now_ms - self._history_seconds * 1000.0
+        aged = int(np.searchsorted(t, cutoff)) if len(t) else 0
+        if aged and aged >= max(1, len(t) // 10):
+            self._replace(series, aged, new)
+        elif new is not None:
+            series.source.stream(new, rollover=self._history_points)
+            series.rows_streamed += len(new["t"])
+
+    def _replace(self, series: _Series, start: int, new: dict[str, np.ndarray] | None) -> None:
+        data = series.source.data
+        kept = {k: np.asarray(data[k])[start:] for k in ("t", "y", "q")}
+        if new is not None:
+            kept = {k: np.concatenate([kept[k], new[k]]) for k in kept}
+        if len(kept["t"]) > self._history_points:
+            kept = {k: v[-self._history_points :] for k, v in kept.items()}
+        if not len(kept["t"]):
+            series.last_t, series.carry, series.in_gap = math.nan, math.nan, False
+        series.source.data = kept
+
+    def _carry_to(self, now_ms: float) -> None:
+        """Redraw the "now" segments if one of them is wrong or lags by two pixels."""
+        x0, x1, y = self._sent
+        lag_ms = self.resolution * 1000.0
+        resend = False
+        for i, s in enumerate(self._series):
+            drawn = not math.isnan(y[i])
+            current = drawn and x0[i] == s.last_t and y[i] == s.carry
+            # A segment left over from an earlier value is harmless under a step line only
+            # while it ends before the newest point (the step line covers it).
+            harmless = not drawn or (self.step and x1[i] <= s.last_t)
+            if math.isnan(s.carry):
+                resend |= not harmless
+            elif current:
+                resend |= now_ms - x1[i] >= lag_ms
+            else:
+                resend |= not harmless or now_ms - s.last_t >= lag_ms
+        if not resend:
+            return
+        for i, s in enumerate(self._series):
+            carry = not math.isnan(s.carry)
+            x0[i] = s.last_t if carry else math.nan
+            x1[i] = now_ms if carry else math.nan
+            y[i] = s.carry if carry else math.nan
+        self._carry_source.data = {"x0": x0.copy(), "x1": x1.copy(), "y": y.copy()}
+
+    # -- controls ------------------------------------------------------------------
+
+    def clear(self) -> None:
+        self._sent[:] = math.nan
+        for series in self._series:
+            series.last_t, series.carry, series.in_gap = math.nan, math.nan, False
+            series.source.data = _empty()
+        if self._model is not None:
+            self._carry_source.data = {
+                "x0": self._sent[0].copy(),
+                "x1": self._sent[1].copy(),
+                "y": self._sent[2].copy(),
+            }
+
+    def to_csv(self) -> str:
+        """Displayed points, long format: attribute, local time, value, quality."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["attribute", "label", "time", "value", "quality"])
+        for s in self._series:
+            data = s.source.data
+            for t, y, q in zip(data["t"], data["y"], data["q"], strict=True):
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t / 1000.0))
+                stamp += f".{int(t % 1000):03d}"
+                writer.writerow(
+                    [
+                        s.attribute,
+                        s.label,
+                        stamp,
+                        "" if math.isnan(y) else repr(float(y)),
+                        QUALITY_BY_CODE[int(q)],
+                    ]
+                )
+        return out.getvalue()
