@@ -33,7 +33,7 @@ def _fingerprint(extras: str) -> str:
 
 def ensure_venv(extras: str) -> None:
     """Create ``.venv`` and install the project with ``extras``, unless already up to date."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script must run on any python3
         sys.exit(f"tango-bokeh needs Python 3.11 or newer, not {sys.version.split()[0]}")
     wanted = _fingerprint(extras)
     if STAMP.exists() and STAMP.read_text().split() and wanted in STAMP.read_text().split():

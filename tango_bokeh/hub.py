@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import atexit
 import threading
-from time import time as _now
 from dataclasses import asdict, dataclass, field
+from time import time as _now
 from typing import Any, ClassVar
 
 from .ring import Ring

@@ -18,6 +18,7 @@ Document: the periodic tick drains the hub cursors on the Document's loop.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 import time
@@ -218,7 +219,7 @@ class Session:
         return dict(self._cursors)
 
     def add_view(self, view: View) -> View:
-        """Subscribe to the view's attributes; it receives every tick's samples (see :meth:`on_samples`)."""
+        """Subscribe to the view's attributes; it gets every tick's samples (:meth:`on_samples`)."""
         for attribute in view.attributes:
             self.subscribe(attribute)
         self._views.append(view)
@@ -333,10 +334,8 @@ class Session:
         if doc is None:
             return
         if self._periodic is not None:
-            try:
-                doc.remove_periodic_callback(self._periodic)
-            except (ValueError, AttributeError, KeyError):
-                pass  # already gone with the Document
+            with contextlib.suppress(ValueError, AttributeError, KeyError):
+                doc.remove_periodic_callback(self._periodic)  # may be gone with the Document
             self._periodic = None
         if period is not None and not self._closed and not self._suspended:
             self._periodic = doc.add_periodic_callback(self._tick, int(1000 * period))

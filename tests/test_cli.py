@@ -66,8 +66,11 @@ def test_sim_starts_prints_and_stops_everything(tmp_path: Path, sig: int):
         assert "already running" in second.stderr and "Traceback" not in second.stderr
         proc.send_signal(sig)
         assert proc.wait(60) == 0
-        wait_for(lambda: not any(c.is_running() and c.status() != "zombie" for c in children),
-                 timeout=15, what="every child process gone")
+        wait_for(
+            lambda: not any(c.is_running() and c.status() != "zombie" for c in children),
+            timeout=15,
+            what="every child process gone",
+        )
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -82,7 +82,9 @@ def test_types_are_converted(hub: Hub):
     assert cursors["state"].info.kind is Kind.STATE
     assert isinstance(latest["enum"].value, int)
     assert cursors["enum"].info.kind is Kind.ENUM and cursors["enum"].info.enum_labels
-    assert cursors["enum"].info.format_value(latest["enum"].value) in cursors["enum"].info.enum_labels
+    assert (
+        cursors["enum"].info.format_value(latest["enum"].value) in cursors["enum"].info.enum_labels
+    )
     assert isinstance(latest["bool"].value, bool)
     assert isinstance(latest["string"].value, str)
     spectrum = latest["spectrum"].value
@@ -103,7 +105,9 @@ def test_three_readers_share_one_subscription(hub: Hub):
         c.close()
     assert hub.stats().subscriptions == 1
     cursors[2].close()
-    wait_for(lambda: hub.stats().subscriptions == 0, what="the last reader to drop the subscription")
+    wait_for(
+        lambda: hub.stats().subscriptions == 0, what="the last reader to drop the subscription"
+    )
     assert hub.stats().channels == 0
 
 
@@ -181,7 +185,9 @@ def test_device_restart_is_stale_then_resumes(hub: Hub, control_system):
         control_system.start_server(server)
         control_system.wait_ready(["sim/counter/1"])
     resumed = wait_for(
-        lambda: [s for s in cursor.read() if s.ok], timeout=60, what="events to resume by themselves"
+        lambda: [s for s in cursor.read() if s.ok],
+        timeout=60,
+        what="events to resume by themselves",
     )
     assert resumed[-1].time > stale[0].time - 1
     assert hub.stats().subscriptions == 1
@@ -200,3 +206,14 @@ def test_device_down_at_start_retries_until_it_is_up(hub: Hub, control_system):
         control_system.wait_ready([d.name for d in server.devices])
     wait_for(lambda: cursor.mode is Mode.POLL, timeout=30, what="recovery")
     wait_for(lambda: [s for s in cursor.read() if s.ok], what="values after recovery")
+
+
+def test_alias_and_fully_qualified_names(hub: Hub, control_system):
+    by_alias = hub.subscribe("mot1/Position")
+    full = hub.subscribe(f"tango://{control_system.tango_host}/sim/counter/1/counts")
+    plain = hub.subscribe("SIM/COUNTER/1/COUNTS")
+    wait_for(lambda: by_alias.mode is Mode.CHANGE, what="alias subscription")
+    wait_for(lambda: full.mode is Mode.CHANGE, what="fully qualified subscription")
+    assert full.channel is plain.channel  # same control system, any case: one channel
+    assert hub.stats().subscriptions == 2
+    assert by_alias.latest() is not None and by_alias.info.unit == "mm"

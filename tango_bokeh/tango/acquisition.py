@@ -7,10 +7,18 @@ times retries and client polling. Polling is batched per device: one
 ``read_attributes`` call per device and period, never two in flight.
 
 Event callbacks hold only weak references to the feeds they write into.
+
+Tango's client event system is not safe for concurrent ``subscribe_event`` /
+``unsubscribe_event`` calls from several threads (PyTango issue 307; here:
+heap corruption within a few hundred fast cycles), so those two calls are
+serialised process-wide by one lock that no event callback ever takes. The
+configuration read that precedes a subscription is outside the lock, so an
+unreachable device fails there without holding up the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -24,8 +32,13 @@ from typing import Any, Protocol
 
 import tango
 
-from .convert import error_text, info_from_config, sample_from_attribute, sample_from_event
-from .convert import sample_from_exception
+from .convert import (
+    error_text,
+    info_from_config,
+    sample_from_attribute,
+    sample_from_event,
+    sample_from_exception,
+)
 from .modes import Mode, Step, following, next_step
 from .names import AttributeName
 from .sample import AttributeInfo, Quality, Sample
@@ -37,6 +50,10 @@ _EVENT_TYPES = {
     Mode.PERIODIC: tango.EventType.PERIODIC_EVENT,
     Mode.ARCHIVE: tango.EventType.ARCHIVE_EVENT,
 }
+
+
+#: Serialises subscribe_event/unsubscribe_event of the whole process (see module doc).
+_EVENT_CALLS = threading.Lock()
 
 
 class Feed(Protocol):
@@ -73,7 +90,7 @@ class _EventSink:
             return
         try:
             feed.push(sample_from_event(event))
-        except Exception:  # noqa: BLE001  # an exception here would only be printed by Tango
+        except Exception:  # an exception here would only be printed by Tango
             log.exception("could not convert an event of %s", getattr(event, "attr_name", "?"))
 
 
@@ -127,6 +144,7 @@ class Acquisition:
         self.config = config or AcquisitionConfig()
         self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="tango-acq")
         self._lock = threading.Lock()
+        self._event_calls = _EVENT_CALLS
         self._proxies: dict[str, Any] = {}
         self._polls: dict[str, _DevicePoll] = {}
         self._live: set[Handle] = set()  # handles holding a Tango event subscription
@@ -178,10 +196,8 @@ class Acquisition:
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
         if self._closed:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the pool may have shut down meanwhile
             self._pool.submit(self._guard, fn, *args)
-        except RuntimeError:  # pool shut down meanwhile
-            pass
 
     @staticmethod
     def _guard(fn: Callable[..., None], *args: Any) -> None:
@@ -242,12 +258,13 @@ class Acquisition:
             if handle.stopped:
                 return
             try:
-                event_id = proxy.subscribe_event(
-                    name.attribute,
-                    _EVENT_TYPES[mode],
-                    _EventSink(feed),
-                    sub_mode=tango.EventSubMode.SyncRead,
-                )
+                with self._event_calls:
+                    event_id = proxy.subscribe_event(
+                        name.attribute,
+                        _EVENT_TYPES[mode],
+                        _EventSink(feed),
+                        sub_mode=tango.EventSubMode.SyncRead,
+                    )
             except tango.DevFailed as exc:
                 reason, _ = error_text(exc.args)
                 step = next_step(mode, reason)
@@ -297,7 +314,8 @@ class Acquisition:
             with self._lock:
                 self._live.discard(handle)
             try:
-                handle.proxy.unsubscribe_event(event_id)
+                with self._event_calls:
+                    handle.proxy.unsubscribe_event(event_id)
             except tango.DevFailed as exc:
                 log.warning("unsubscribing %s: %s", handle.name, error_text(exc.args)[1])
         if mode is Mode.POLL:
