@@ -72,9 +72,8 @@ for (let i = 0; i < q.length; i++) {
 return indices
 """
 
-_QUALITY_NAME = CustomJSHover(
-    code="return %s[value] ?? String(value)" % [str(q) for q in QUALITY_BY_CODE]
-)
+#: Hover text of a quality code (a model per figure: bokeh models belong to one Document).
+_QUALITY_NAME = "return %s[value] ?? String(value)" % [str(q) for q in QUALITY_BY_CODE]
 
 
 def utc_offset(t: float) -> float:
@@ -260,7 +259,7 @@ class Trend(PanelView):
                     ("quality", "@q{custom}"),
                     ("time", "@t{%F %T.%3N}"),
                 ],
-                formatters={"@t": "datetime", "@y": "printf", "@q": _QUALITY_NAME},
+                formatters={"@t": "datetime", "@y": "printf", "@q": CustomJSHover(code=_QUALITY_NAME)},
             )
         )
         legend = Legend(
