@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import textwrap
 import threading
@@ -460,6 +461,49 @@ def test_a_session_shown_twice_is_refused(k: Kernel, viewers):
     assert result.errors and "already shown" in result.errors[0]
 
 
+# -- monitor() -----------------------------------------------------------------------
+
+
+def source_sizes(doc: Any) -> dict[str, int]:
+    """Rows of every non-empty ColumnDataSource of a viewer's document."""
+    sizes = {}
+    for model in doc.models:
+        if type(model).__name__ == "ColumnDataSource" and model.data:
+            sizes[model.id] = max(len(v) for v in model.data.values())
+    return sizes
+
+
+def test_monitor_shows_a_live_panel_and_returns_its_session(k: Kernel, viewers):
+    cell_id = cell()
+    code = (
+        'm = nb.monitor("sim/motor/1/Position", "sim/counter/1/Counts", period=0.3); print(repr(m))'
+    )
+    result = k.ok(code, cell_id)
+    assert result.text.startswith(f"MonitorSession:cell:{cell_id}:")
+    viewer = viewers(result.outputs[0])
+    before = viewer.read(source_sizes)
+    wait_for(
+        lambda: sum(viewer.read(source_sizes).values()) > sum(before.values()) + 3,
+        what="trend data growing in the viewer",
+    )
+    again = viewers(k.ok(code, cell_id).outputs[0])  # re-run: the same name, replaced
+    facts = k.ok("print(facts())").json()
+    assert facts["sessions"] == [f"cell:{cell_id}"] and facts["channels"] == 2
+    wait_for(lambda: sum(again.read(source_sizes).values()) > 3, what="the new panel's data")
+    wait_for(lambda: "is closed" in viewer.texts(), what="the old panel to say it is closed")
+
+
+def test_tango_monitor_magic(k: Kernel, viewers):
+    k.ok("%load_ext tango_bokeh")
+    result = k.ok("m = %tango_monitor sim/counter/1/Counts mot1/Position -p 0.3 --name magic")
+    viewer = viewers(result.outputs[0])
+    wait_for(lambda: sum(viewer.read(source_sizes).values()) > 2, what="live data")
+    assert k.ok("print(facts(m))").json()["sessions"] == ["magic"]
+    bad = k.run("%tango_monitor --period fast sim/counter/1/Counts")
+    assert bad.errors and "usage: %tango_monitor" in bad.errors[0]
+    assert k.ok("print(facts())").json()["sessions"] == ["magic"]
+
+
 # -- bad input -----------------------------------------------------------------------
 
 
@@ -477,6 +521,69 @@ def test_a_session_that_fails_to_build_shows_its_error_in_place(k: Kernel, viewe
     viewers(k.ok("bad = Counts(callback_period=0.2); bad.open()", bad_cell).outputs[0])
     assert len(k.ok("print(facts(good, bad))").json()["sessions"]) == 2
     assert good.read(lambda doc: len(doc.roots)) == 1
+
+
+def _server_of(control_system: ControlSystem, device: str):
+    return next(s for s in control_system.servers if any(d.name == device for d in s.devices))
+
+
+def test_bad_input_shows_in_place_while_the_rest_keeps_updating(
+    k: Kernel, viewers, control_system: ControlSystem
+):
+    cell_id = cell()
+    code = """
+    from tango_bokeh.views import Image
+    m = nb.monitor(
+        "sim/counter/1/Counts",          # fine
+        "sim/nothing/1/Value",           # no such device
+        "sim/counter/1/Nope",            # no such attribute
+        "not a name!",                   # malformed
+        Image("sim/spectro/1/Spectrum"), # a spectrum cannot be an image
+        "sim/faulty/1/Value",            # its server dies below
+        period=0.3,
+    )
+    """
+    viewer = viewers(k.ok(code, cell_id).outputs[0])
+    for text in ("DB_DeviceNotDefined", "Nope", "not a name!", "use Spectrum"):
+        wait_for(lambda t=text: t in viewer.texts(), what=f"{text!r} shown in place")
+    baseline = k.ok("print(facts())").json()
+
+    def counts_grow(by: int = 3) -> None:
+        start = sum(viewer.read(source_sizes).values())
+        wait_for(
+            lambda: sum(viewer.read(source_sizes).values()) > start + by,
+            what="the good attribute to keep updating",
+        )
+
+    counts_grow()
+    server = _server_of(control_system, "sim/faulty/1")
+    control_system.stop_server(server, signal.SIGKILL)
+    try:
+        wait_for(
+            lambda: (
+                "API_EventTimeout" in viewer.texts() or "stale" in k.ok("print(m.status_text)").text
+            ),
+            timeout=40,
+            what="the dead device shown as stale / disconnected",
+        )
+        counts_grow()
+        k.ok("m.update_callback_period(0.5); m.pause(); m.resume()")  # still usable
+        counts_grow()
+    finally:
+        control_system.start_server(server)
+        control_system.wait_ready([d.name for d in server.devices])
+    # re-running the cell cleans up: one session, the same load on the hub
+    again = viewers(k.ok(code, cell_id).outputs[0])
+    facts = k.ok("print(facts())").json()
+    assert facts["sessions"] == [f"cell:{cell_id}"]
+    assert facts["channels"] == baseline["channels"] and facts["consumers"] == baseline["consumers"]
+    assert facts["subscriptions"] <= baseline["subscriptions"]
+    wait_for(lambda: "DB_DeviceNotDefined" in again.texts(), what="errors in the new panel")
+    k.ok("nb.close_all()")
+    wait_for(
+        lambda: (f := k.ok("print(facts())").json())["channels"] == 0 and f["subscriptions"] == 0,
+        what="everything released",
+    )
 
 
 # -- origins and URLs ----------------------------------------------------------------
