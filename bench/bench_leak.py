@@ -164,6 +164,8 @@ def main() -> None:
         f"{ours['threads_before']} -> {ours['threads_after']}, "
         f"{1000 * ours['seconds_per_cycle']:.1f} ms/cycle"
     )
+    ratio = ours["rss_growth"] / raw_growth if raw_growth > 0 else float("nan")
+    print(f"RSS growth ratio tango_bokeh / raw PyTango: {ratio:.2f}")
     print(
         f"residual: sessions {ours['sessions']}, subscriptions {ours['subscriptions']}, "
         f"polled {ours['polled']}, channels {ours['channels']}"
