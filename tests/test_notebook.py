@@ -149,20 +149,24 @@ def output_target(output: dict[str, Any]) -> tuple[str, str]:
 class Viewer:
     """What the page's BokehJS does with an output: a bokeh client on a thread of its own."""
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(self, url: str, token: str | None, *, wait: bool = True) -> None:
         self.url, self.token = url, token
         self.client: Any = None
         self.error: BaseException | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="viewer", daemon=True)
         self._thread.start()
+        if wait:
+            self.wait_connected()
+
+    @classmethod
+    def of(cls, output: dict[str, Any], *, wait: bool = True) -> Viewer:
+        return cls(*output_target(output), wait=wait)
+
+    def wait_connected(self) -> None:
         assert self._ready.wait(30), "the viewer did not connect"
         if self.error is not None:
             raise self.error
-
-    @classmethod
-    def of(cls, output: dict[str, Any]) -> Viewer:
-        return cls(*output_target(output))
 
     def _run(self) -> None:
         try:
@@ -201,6 +205,7 @@ class Viewer:
         )
 
     def close(self) -> None:
+        self._ready.wait(30)
         if self.client is not None:
             self.client._connection.io_loop.add_callback(self.client.close)
         self._thread.join(15)
