@@ -355,8 +355,12 @@ class MonitorSession(Session):
 
     # -- tick ------------------------------------------------------------------------
 
+    def clock(self) -> float:
+        """The time views are drawn up to ("now"); a hook for simulations and benchmarks."""
+        return time.time()
+
     def on_samples(self, batch: Mapping[str, Sequence[Sample]]) -> None:
-        now = time.time()
+        now = self.clock()
         states = self.states()
         for name, samples in batch.items():
             if samples:

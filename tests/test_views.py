@@ -307,7 +307,7 @@ def test_image_large_frames_are_decimated_before_sending():
     shown = image.displayed
     assert shown is not None and shown.shape[0] <= 400 and shown.shape[1] <= 400
     assert shown.shape == (341, 341) and shown.dtype == np.uint16  # 6x6 block mean
-    assert shown[0, 0] == round(frame[:6, :6].mean())
+    assert abs(int(shown[0, 0]) - frame[:6, :6].mean()) <= 0.5  # the rounded block mean
     data_events = [e for e in tap.events if isinstance(e, ColumnDataChangedEvent)]
     assert len(data_events) == 1
     assert message_bytes(data_events[0]) < 341 * 341 * 2 + 2000  # not 2048² x 2 bytes

@@ -3,8 +3,9 @@
 Only the newest frame of a tick is sent (a camera pushing 10-20 Hz costs one
 frame per tick, not one per event), and a frame larger than ``max_display`` is
 reduced first by an integer *block mean* (each displayed pixel is the mean of
-an ``f x f`` block; it keeps the signal-to-noise of a real down-scaled picture,
-where striding would alias and keep hot pixels). Integer cameras keep their
+an ``f x f`` block, ``f`` the smallest integer that fits the frame into
+``max_display``; unlike striding it does not alias and keeps the picture's
+signal-to-noise). Integer cameras keep their
 integer type after the mean (a 16-bit frame travels as 2 bytes per pixel).
 Nothing but the displayed frame is kept.
 
@@ -55,16 +56,36 @@ def decimation_factor(shape: tuple[int, int], max_display: tuple[int, int]) -> i
 def decimate(frame: np.ndarray, factor: int) -> np.ndarray:
     """Block mean of ``factor x factor`` pixels (edges that do not fill a block are cut).
 
-    Integer frames stay integer (rounded mean) so that they travel compactly.
+    Computed as ``factor`` strided additions per axis into an integer (or float)
+    accumulator, several times faster than a reshape-and-mean. Integer frames
+    stay integer (rounded mean) so that they travel compactly.
     """
     if factor <= 1:
         return frame
+    if frame.dtype == np.bool_:
+        frame = frame.view(np.uint8)
     height, width = (frame.shape[0] // factor) * factor, (frame.shape[1] // factor) * factor
-    blocks = frame[:height, :width].reshape(height // factor, factor, width // factor, factor)
-    mean = blocks.mean(axis=(1, 3), dtype=np.float32)
-    if np.issubdtype(frame.dtype, np.integer) and frame.dtype.name in _WIRE_DTYPES:
-        return np.rint(mean).astype(frame.dtype)
-    return mean
+    integer = np.issubdtype(frame.dtype, np.integer)
+    if integer:
+        small = frame.dtype.itemsize <= 2 and factor <= 256  # the sum fits in 32 bits
+        unsigned = np.issubdtype(frame.dtype, np.unsignedinteger)
+        acc = (
+            (np.uint32 if unsigned else np.int32)
+            if small
+            else (np.uint64 if unsigned else np.int64)
+        )
+    else:
+        acc = np.float64 if frame.dtype.itemsize > 4 else np.float32
+    rows = np.zeros((height // factor, width), acc)
+    for i in range(factor):
+        rows += frame[i:height:factor, :width]
+    blocks = np.zeros((height // factor, width // factor), acc)
+    for j in range(factor):
+        blocks += rows[:, j::factor]
+    count = factor * factor
+    if integer and frame.dtype.name in _WIRE_DTYPES:
+        return ((blocks + count // 2) // count).astype(frame.dtype)
+    return (blocks / count).astype(np.float32)
 
 
 def for_the_wire(frame: np.ndarray) -> np.ndarray:

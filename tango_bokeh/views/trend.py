@@ -2,10 +2,12 @@
 
 What goes on the wire each tick is only what is new: one
 ``ColumnDataSource.stream`` per attribute that received samples (numpy arrays,
-sent as binary), nothing for the others. History is bounded twice: by points
-(the stream's ``rollover``) and by time (points older than the window are cut
-by an occasional *trim*, a full replace of the source, done only when at least
-a tenth of its rows has aged out, so its cost is amortised over many ticks).
+sent as binary), nothing for the others. History is bounded twice, by the
+same ``rollover`` of that stream: it keeps at most ``history_points`` rows, and
+no row older than the time window (the rollover is set each tick to the rows
+still inside the window plus the new ones). Rows of an attribute that went
+quiet stay until its next sample, outside the visible window (the x range
+follows "now" over ``history_seconds``) and outside the CSV export.
 
 Samples are drawn as a step line (sample-and-hold, the truthful picture of a
 change-only attribute). The last value is carried to "now" by one small
@@ -259,7 +261,11 @@ class Trend(PanelView):
                     ("quality", "@q{custom}"),
                     ("time", "@t{%F %T.%3N}"),
                 ],
-                formatters={"@t": "datetime", "@y": "printf", "@q": CustomJSHover(code=_QUALITY_NAME)},
+                formatters={
+                    "@t": "datetime",
+                    "@y": "printf",
+                    "@q": CustomJSHover(code=_QUALITY_NAME),
+                },
             )
         )
         legend = Legend(
@@ -425,25 +431,30 @@ class Trend(PanelView):
         }
 
     def _apply(self, series: _Series, new: dict[str, np.ndarray] | None, now_ms: float) -> None:
-        """At most one update of the series' source: stream, trim-and-append, or nothing."""
+        """At most one update of the series' source: a stream of the new rows, or nothing.
+
+        The stream's ``rollover`` also drops the rows that left the time window: it keeps
+        only the rows still inside it plus the new ones (and never more than
+        ``history_points``), so time-bounding the history costs no extra message.
+        """
+        self._now_ms = now_ms
+        if new is None:
+            return
         t = series.source.data["t"]
         cutoff = now_ms - self._history_seconds * 1000.0
         aged = int(np.searchsorted(t, cutoff)) if len(t) else 0
-        if aged and aged >= max(1, len(t) // 10):
-            self._replace(series, aged, new)
-        elif new is not None:
-            series.source.stream(new, rollover=self._history_points)
-            series.rows_streamed += len(new["t"])
+        keep = min(self._history_points, len(t) - aged + len(new["t"]))
+        series.source.stream(new, rollover=max(1, keep))
+        series.rows_streamed += len(new["t"])
 
     def _replace(self, series: _Series, start: int, new: dict[str, np.ndarray] | None) -> None:
+        """Replace the source's data (only when ``history_points`` shrinks below what is shown)."""
         data = series.source.data
         kept = {k: np.asarray(data[k])[start:] for k in ("t", "y", "q")}
         if new is not None:
             kept = {k: np.concatenate([kept[k], new[k]]) for k in kept}
         if len(kept["t"]) > self._history_points:
             kept = {k: v[-self._history_points :] for k, v in kept.items()}
-        if not len(kept["t"]):
-            series.last_t, series.carry, series.in_gap = math.nan, math.nan, False
         series.source.data = kept
 
     def _carry_to(self, now_ms: float) -> None:
@@ -491,9 +502,12 @@ class Trend(PanelView):
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["attribute", "label", "time", "value", "quality"])
+        cutoff = getattr(self, "_now_ms", math.inf) - self._history_seconds * 1000.0
         for s in self._series:
             data = s.source.data
             for t, y, q in zip(data["t"], data["y"], data["q"], strict=True):
+                if t < cutoff:
+                    continue  # left the window: no longer displayed
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t / 1000.0))
                 stamp += f".{int(t % 1000):03d}"
                 writer.writerow(
