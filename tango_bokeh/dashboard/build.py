@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import inspect
+import re
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 
 #: The page around the bokeh roots: a calm background (body CSS is outside bokeh's shadow DOM).
 PAGE_TEMPLATE = get_env().from_string(
-    """{% extends "file.html" %}
-{% block inner_head %}{{ super() }}
+    """{% extends "file.html.jinja" %}
+{% block postamble %}
 <style>
   html, body { background: #eef1f5; margin: 0; }
   body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; }
@@ -39,6 +40,13 @@ PAGE_TEMPLATE = get_env().from_string(
 {% endblock %}"""
 )
 
+HEADER_STYLE = {
+    "background": "#1d2733",
+    "color": "#ffffff",
+    "padding": "10px 18px",
+    "border-radius": "0 0 8px 8px",
+}
+#: Containers that are not views themselves (views bring their own panel style).
 CARD_STYLE = {
     "background": "#ffffff",
     "border-radius": "8px",
@@ -124,6 +132,7 @@ class DashboardSession(Session):
         can_login: bool = False,
         hub: Hub | None = None,
         name: str | None = None,
+        ticking: bool = True,
     ) -> None:
         self.dashboard = dashboard
         self.viewer = viewer
@@ -131,7 +140,8 @@ class DashboardSession(Session):
         self.can_login = can_login
         self.controls: list[Controls] = []
         self._built: dict[tuple[str | int, ...], Any] = {}  # panel path -> view or error text
-        super().__init__(name, callback_period=dashboard.model.refresh, hub=hub)
+        period = dashboard.model.refresh if ticking else None
+        super().__init__(name, callback_period=period, hub=hub)
         try:
             self._make_views()
         except Exception:
@@ -200,15 +210,16 @@ class DashboardSession(Session):
         return Div(
             text=(
                 "<div style='display:flex;align-items:center;justify-content:space-between;"
-                "background:#1d2733;color:#fff;padding:10px 18px;border-radius:0 0 8px 8px;"
-                "font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif'>"
+                "width:100%;font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif'>"
                 f"<div><div style='font-size:20px;font-weight:600'>{html.escape(model.title)}</div>"
                 f"{description}</div>"
-                "<div style='font-size:13px;text-align:right'>"
+                "<div style='font-size:13px;text-align:right;line-height:1.6'>"
                 "<a href='/' style='color:#cfe0ff'>all dashboards</a>"
                 f"<br>{who}</div></div>"
             ),
             sizing_mode="stretch_width",
+            styles=HEADER_STYLE,
+            stylesheets=[":host > div, .bk-clearfix { width: 100%; }"],
             name="dashboard-header",
         )
 
@@ -237,9 +248,10 @@ class DashboardSession(Session):
 
     def _card(self, path: tuple[str | int, ...], panel: Panel) -> LayoutDOM:
         built = self._built.get(path)
-        key = format_path((*path, panel.kind))
+        key = panel_key((*path, panel.kind))
         if isinstance(built, str) or built is None:
             content: LayoutDOM = Div(
+                styles=CARD_STYLE,
                 text=(
                     "<b style='color:#b00020'>This panel cannot be shown.</b><br>"
                     f"{html.escape(str(built))}"
@@ -272,7 +284,15 @@ class DashboardSession(Session):
                 )
                 self.controls.append(controls)
                 parts.append(controls.model)
-        return Column(*parts, sizing_mode="stretch_width", styles=CARD_STYLE, name=key)
+        if len(parts) == 1 and not isinstance(built, str) and built is not None:
+            content.name = content.name or key
+            return content
+        return Column(*parts, sizing_mode="stretch_width", styles={"gap": "0"}, name=key)
+
+
+def panel_key(path: tuple[str | int, ...]) -> str:
+    """A model name for the panel at ``path`` (``panels-3-tabs-motor-control-0-table``)."""
+    return re.sub(r"[^a-z0-9]+", "-", "-".join(map(str, path)).lower()).strip("-")
 
 
 def _labels(spec: Any, qualify: Callable[[str], str]) -> dict[str, str]:

@@ -314,7 +314,13 @@ class Controls:
         return BokehColumn(
             *children,
             sizing_mode="stretch_width",
-            styles={"border-top": "1px solid #dde3ea", "padding-top": "4px"},
+            styles={
+                "background": "#f7f9fb",
+                "border": "1px solid #d9dee7",
+                "border-top": "0",
+                "border-radius": "0 0 6px 6px",
+                "padding": "4px 10px 6px 10px",
+            },
         )
 
     # -- events (on the Document's loop) ----------------------------------------------------------

@@ -424,6 +424,28 @@ class Serving:
         assert self._loop is not None
         self._loop.stop()
 
+    def start_thread(self, timeout: float = 30.0) -> Serving:
+        """Bind and serve on a thread of its own (tests, benchmarks); returns when serving."""
+        self.bind()
+
+        def run() -> None:
+            asyncio.set_event_loop(asyncio.new_event_loop())
+            self.run(handle_signals=False)
+            IOLoop.current().close(all_fds=True)
+
+        self._thread = threading.Thread(target=run, name="dashboard-server", daemon=True)
+        self._thread.start()
+        if not self.ready.wait(timeout):
+            raise TimeoutError("the dashboard server did not start")
+        return self
+
+    def join(self, timeout: float = 15.0) -> None:
+        """:meth:`stop`, then wait for the thread of :meth:`start_thread`."""
+        self.stop()
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            thread.join(timeout)
+
     def close_sockets(self) -> None:
         for sock in self._sockets:
             sock.close()
