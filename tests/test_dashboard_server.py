@@ -23,7 +23,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 
-from tango_bokeh.dashboard.auth import ANONYMOUS, Access, Viewer
+from tango_bokeh.dashboard.auth import ANONYMOUS, Viewer
 from tango_bokeh.dashboard.build import DashboardSession
 from tango_bokeh.dashboard.control import Actuator
 from tango_bokeh.dashboard.loader import load, parse

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import html
 import inspect
-import re
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
