@@ -13,7 +13,8 @@ import html
 import inspect
 import logging
 import re
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bokeh.core.templates import get_env
@@ -21,6 +22,7 @@ from bokeh.models import Column, Div, LayoutDOM, Row, TabPanel, Tabs
 
 from ..hub import Hub
 from ..session import Session
+from ..tango.sample import Sample
 from .auth import ANONYMOUS, Viewer, login_link
 from .control import Actuator, Controls
 from .loader import DashboardFile, format_path
@@ -140,6 +142,7 @@ class DashboardSession(Session):
         self.can_login = can_login
         self.controls: list[Controls] = []
         self._built: dict[tuple[str | int, ...], Any] = {}  # panel path -> view or error text
+        self._broken: set[Any] = set()  # views whose last update raised
         period = dashboard.model.refresh if ticking else None
         super().__init__(name, callback_period=period, hub=hub)
         try:
@@ -167,6 +170,23 @@ class DashboardSession(Session):
                     self.subscribe(attribute, period)
             self.add_view(view)
             self._built[path] = view
+
+    def on_samples(self, batch: Mapping[str, Sequence[Sample]]) -> None:
+        """Hand the samples to every view; a view that raises shows it, the others go on."""
+        now = time.time()
+        states = self.states()
+        for view in self._views:
+            try:
+                view.update(batch, now, states)
+            except Exception as exc:
+                if view not in self._broken:
+                    log.exception("%s: a view failed to update", self.dashboard.path)
+                self._broken.add(view)
+                _show_problem(view, f"this panel failed to update: {type(exc).__name__}: {exc}")
+            else:
+                if view in self._broken:
+                    self._broken.discard(view)
+                    _show_problem(view, None)
 
     # -- the page ---------------------------------------------------------------------------
 
@@ -288,6 +308,15 @@ class DashboardSession(Session):
             content.name = content.name or key
             return content
         return Column(*parts, sizing_mode="stretch_width", styles={"gap": "0"}, name=key)
+
+
+def _show_problem(view: Any, text: str | None) -> None:
+    show = getattr(view, "show_problem", None)
+    if show is not None:
+        try:
+            show(text)
+        except Exception:
+            log.exception("view %r cannot show its problem", view)
 
 
 def panel_key(path: tuple[str | int, ...]) -> str:
