@@ -147,13 +147,17 @@ def open_dashboard(page, url: str) -> None:
 
 PLOT_DATA = """(title) => {
   const doc = Bokeh.documents[0];
-  const plot = [...doc.all_models].find(m => m.type === 'Figure' && m.title && m.title.text.startsWith(title));
+  const plot = [...doc.all_models].find(
+    m => m.type === 'Figure' && m.title && m.title.text.startsWith(title));
   if (!plot) return null;
+  const tail = (column) => Array.from(column).slice(-3).map(
+    v => typeof v === 'object' ? (v && v.length) : v);
   return plot.renderers.filter(r => r.data_source).map(r => {
-    const data = r.data_source.data, out = {};
-    for (const [key, column] of Object.entries(data)) {
-      out[key] = column && column.length !== undefined ? Array.from(column).slice(-3).map(v => typeof v === 'object' ? (v && v.length) : v) : column;
-      out[key + '#'] = column && column.length;
+    const out = {};
+    for (const [key, column] of Object.entries(r.data_source.data)) {
+      const sized = column && column.length !== undefined;
+      out[key] = sized ? tail(column) : column;
+      out[key + '#'] = sized ? column.length : null;
     }
     return out;
   });
@@ -161,9 +165,12 @@ PLOT_DATA = """(title) => {
 
 TABLE_ROWS = """(first) => {
   const doc = Bokeh.documents[0];
-  const table = [...doc.all_models].find(m => m.type === 'DataTable' && m.source.data.label[0] === first);
+  const table = [...doc.all_models].find(
+    m => m.type === 'DataTable' && m.source.data.label[0] === first);
   const d = table.source.data;
-  return d.label.map((label, i) => ({label, value: d.value[i], value_bg: d.value_bg[i], quality: d.quality[i], quality_bg: d.quality_bg[i], mode: d.mode[i], error: d.error[i]}));
+  return d.label.map((label, i) => ({
+    label, value: d.value[i], value_bg: d.value_bg[i], quality: d.quality[i],
+    quality_bg: d.quality_bg[i], mode: d.mode[i], error: d.error[i]}));
 }"""
 
 
