@@ -464,3 +464,19 @@ def test_wire_tap_counts_binary_buffers():
     tap.close()
     source.data = {"x": np.zeros(10)}
     assert tap.messages == 1
+
+
+def test_trend_log_axes_for_every_unit():
+    pressure = "sim/vacuum/1/Pressure"
+    infos = {**INFOS, pressure: info(pressure, unit="mbar")}
+    trend = Trend([pressure, TEMP], log_y=True)
+    attach(trend)
+    trend.update(
+        {pressure: [Sample(T0, 1e-9), Sample(T0 + 1, 1e-6)]},
+        T0 + 1,
+        states(pressure, TEMP, infos=infos),
+    )
+    fig = trend._figure
+    assert type(fig.y_scale).__name__ == "LogScale"
+    assert type(fig.extra_y_scales["unit:degC"]).__name__ == "LogScale"
+    assert {type(a).__name__ for a in fig.yaxis} == {"LogAxis"}

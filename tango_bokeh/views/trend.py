@@ -256,7 +256,7 @@ class Trend(PanelView):
                 renderers=[s.hover for s in self._series],
                 mode="vline",
                 tooltips=[
-                    ("", "<b>$name</b>"),
+                    ("attribute", "$name"),
                     ("value", "@y{%.6g}"),
                     ("quality", "@q{custom}"),
                     ("time", "@t{%F %T.%3N}"),
