@@ -480,3 +480,15 @@ def test_trend_log_axes_for_every_unit():
     assert type(fig.y_scale).__name__ == "LogScale"
     assert type(fig.extra_y_scales["unit:degC"]).__name__ == "LogScale"
     assert {type(a).__name__ for a in fig.yaxis} == {"LogAxis"}
+
+
+def test_spectrum_labels_its_x_axis_when_the_x_configuration_comes_later():
+    spectrum = Spectrum(SPEC, x_attribute=WAVE)
+    attach(spectrum)
+    spectrum.update(
+        {SPEC: [Sample(T0, np.ones(4))]}, T0, states(SPEC, WAVE, infos={SPEC: INFOS[SPEC]})
+    )
+    assert spectrum._figure.xaxis[0].axis_label == "index"
+    spectrum.update({WAVE: [Sample(T0, np.arange(4.0))]}, T0 + 1, states(SPEC, WAVE))
+    assert spectrum._figure.xaxis[0].axis_label == f"{WAVE} [nm]"
+    assert list(spectrum._source.data["x"]) == [0.0, 1.0, 2.0, 3.0]

@@ -35,7 +35,7 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from ..tango.sample import Format, Kind, Sample
+from ..tango.sample import AttributeInfo, Format, Kind, Sample
 from .banner import Level, Problem, clock
 from .base import AttributeState
 from .panel import PanelView
@@ -133,6 +133,7 @@ class Image(PanelView):
         self._shown_time: float | None = None
         self._factor = 1
         self._problem: Problem | None = None
+        self._info: AttributeInfo | None = None
         self.frames_sent = 0
 
     def build(self) -> LayoutDOM:
@@ -204,7 +205,7 @@ class Image(PanelView):
 
     def _learn(self, state: AttributeState | None) -> None:
         info = state.info if state is not None else None
-        if info is None or getattr(self, "_info", None) is info:
+        if info is None or self._info is info:
             return
         self._info = info
         if info.format is not Format.IMAGE:

@@ -77,6 +77,8 @@ class Spectrum(PanelView):
         self._x: np.ndarray | None = None  # newest x attribute value
         self._shown_x: np.ndarray | None = None  # the x array the browser has
         self._problem: Problem | None = None
+        self._info: AttributeInfo | None = None
+        self._x_info: AttributeInfo | None = None
         self._ghosts = 0  # frames streamed into the ghost source so far
         self.frames_sent = 0
 
@@ -150,26 +152,28 @@ class Spectrum(PanelView):
         self._refresh_banner()
 
     def _learn(self, states: Mapping[str, AttributeState]) -> None:
+        """Axis labels and type checks, once each attribute's configuration is known."""
         state = states.get(self.attribute)
         info = state.info if state is not None else None
-        if info is None or getattr(self, "_info", None) is info:
-            return
-        self._info = info
-        if info.format is not Format.SPECTRUM:
-            use = "Trend or ValueTable" if info.format is Format.SCALAR else "Image"
-            self._problem = Problem(
-                self.attribute, Level.ERROR, f"is a {info.format} attribute: use {use}"
-            )
-        elif info.kind not in (Kind.NUMBER, Kind.BOOL):
-            self._problem = Problem(
-                self.attribute,
-                Level.ERROR,
-                f"is a spectrum of {info.kind}s: a Spectrum plots numbers",
-            )
-        self._figure.yaxis.axis_label = _axis_label(info)
-        x_state = states.get(self.x_attribute) if self.x_attribute else None
-        if x_state is not None and x_state.info is not None:
-            self._figure.xaxis.axis_label = _axis_label(x_state.info)
+        if info is not None and info is not self._info:
+            self._info = info
+            if info.format is not Format.SPECTRUM:
+                use = "Trend or ValueTable" if info.format is Format.SCALAR else "Image"
+                self._problem = Problem(
+                    self.attribute, Level.ERROR, f"is a {info.format} attribute: use {use}"
+                )
+            elif info.kind not in (Kind.NUMBER, Kind.BOOL):
+                self._problem = Problem(
+                    self.attribute,
+                    Level.ERROR,
+                    f"is a spectrum of {info.kind}s: a Spectrum plots numbers",
+                )
+            self._figure.yaxis.axis_label = _axis_label(info)
+        if self.x_attribute and self._x_info is None:
+            x_state = states.get(self.x_attribute)
+            if x_state is not None and x_state.info is not None:
+                self._x_info = x_state.info
+                self._figure.xaxis.axis_label = _axis_label(x_state.info)
 
     def _own_problems(self) -> dict[str, Problem]:
         found = {self.attribute: self._problem} if self._problem else {}
