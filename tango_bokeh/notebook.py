@@ -30,8 +30,10 @@ from __future__ import annotations
 import atexit
 import html
 import ipaddress
+import json
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -42,13 +44,24 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin, urlparse
 from uuid import uuid4
 
+from bokeh import __version__ as bokeh_version
+from bokeh.application import Application
+from bokeh.application.handlers import FunctionHandler
+from bokeh.embed import server_document
+from bokeh.io.state import curstate
+from bokeh.models import Div
+from bokeh.resources import Resources
+from bokeh.server.auth_provider import AuthProvider
+from bokeh.server.server import Server
+from bokeh.server.util import create_hosts_allowlist
+from bokeh.util.token import get_session_id
+from tornado.ioloop import IOLoop
+
 from .session import Session
 
 if TYPE_CHECKING:
     from bokeh.document import Document
-    from bokeh.server.server import Server
     from bokeh.server.session import ServerSession
-    from tornado.ioloop import IOLoop
 
 log = logging.getLogger(__name__)
 
@@ -436,6 +449,7 @@ class NotebookServer:
         self._pending: dict[str, Output] = {}  # token -> output waiting for its browser
         self._outputs: dict[str, Output] = {}  # server_id -> output
         self._lock = threading.Lock()
+        self._retired: set[str] = set()  # bokeh session ids of outputs that went away
         self.refused = 0  # documents asked for with a missing, used or expired token
 
     # -- singleton ---------------------------------------------------------------
@@ -466,11 +480,6 @@ class NotebookServer:
         return self.server.port
 
     def start(self) -> None:
-        from bokeh.application import Application
-        from bokeh.application.handlers import FunctionHandler
-        from bokeh.server.server import Server
-        from tornado.ioloop import IOLoop
-
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("the notebook server starts on the kernel's loop: call from a cell")
         self.loop = IOLoop.current()
@@ -486,6 +495,7 @@ class NotebookServer:
             address=self.settings.address,
             port=self.settings.port,
             allow_websocket_origin=origins,
+            auth_provider=_RetiredGate(self._retired),
             **options,
         )
         self.server.start()
@@ -517,8 +527,6 @@ class NotebookServer:
 
     def allow_origins(self, origins: Iterable[str]) -> None:
         """Let pages at these origins (``host[:port]``) open the websocket."""
-        from bokeh.server.util import create_hosts_allowlist
-
         origins = [o for o in origins if o]
         if self.server is None or not origins:
             return
@@ -533,9 +541,6 @@ class NotebookServer:
 
     def publish(self, session: Session, notebook_url: str | UrlFunction | None = None) -> Output:
         """Display ``session`` in the running cell; returns the output's handle at once."""
-        from bokeh.embed import server_document
-        from bokeh.io.state import curstate
-
         url_of, origins = resolve_url(notebook_url)
         self.allow_origins(origins)
         output = Output(self, session, secrets.token_urlsafe(32))
@@ -551,7 +556,7 @@ class NotebookServer:
         session.on_close(lambda: self._session_closed(output))
         assert self.loop is not None
         self.loop.call_later(output.lifetime, self._expire, output.token)
-        script = server_document(url_of(self.port), arguments={TOKEN_ARGUMENT: output.token})
+        script = output_script(url_of(self.port), output.token)
         _publish_display_data(
             {
                 HTML_MIME_TYPE: script,
@@ -628,28 +633,26 @@ class NotebookServer:
             log.debug("notice for %s", name, exc_info=True)
 
     def retire(self, server_session: ServerSession) -> None:
-        """Stop the browser's reconnection, close its websocket and have the server discard it."""
+        """Close the browser's connection to a server session and have the server discard it.
+
+        The page's BokehJS tries to reconnect; the gate refuses retired sessions
+        (quietly: our documents do not notify connection changes), so the
+        session stays unused and is discarded at the next check.
+        """
         if self.loop is None or server_session.destroyed:
             return
+        session_id = server_session.id
+        self._retired.add(session_id)
+        self.loop.call_later(RETIRED_MEMORY, self._retired.discard, session_id)
 
-        async def retire() -> None:
-            if server_session.destroyed:
-                return
-
-            def no_reconnect() -> None:
-                server_session.document.config.reconnect_session = False
-
-            try:
-                await server_session.with_document_locked(no_reconnect)  # the patch is sent
-            except Exception:
-                log.debug("retiring %s", server_session.id, exc_info=True)
+        def close() -> None:
             for connection in list(getattr(server_session, "_subscribed_connections", ())):
-                socket = getattr(connection, "_socket", None)
+                socket = getattr(connection, "_socket", None)  # bokeh's WSHandler
                 if socket is not None:
                     socket.close(1000, "output closed")
             server_session.request_expiration()  # discarded at the next unused-session check
 
-        self.loop.add_callback(retire)
+        self.loop.add_callback(close)
 
     # -- the application ---------------------------------------------------------
 
@@ -662,6 +665,9 @@ class NotebookServer:
         raw = values[0]
         token = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         output = self._claim(token)
+        # Connection changes are the kernel's business: no bokeh toasts over JupyterLab
+        # (a cleared output's page-side document would report its retirement).
+        doc.config.notify_connection_status = False
         if output is None:
             self.refused += 1
             doc.config.reconnect_session = False
@@ -693,9 +699,88 @@ class NotebookServer:
             doc.add_next_tick_callback(lambda: doc.add_next_tick_callback(show_error))
 
 
-def _notice(text: str, *, error: bool = False) -> Any:
-    from bokeh.models import Div
+#: Seconds a retired session id is refused (BokehJS gives up reconnecting after ~30 s).
+RETIRED_MEMORY = 120.0
 
+
+class _RetiredGate(AuthProvider):
+    """bokeh auth hook: refuse websocket reconnections to retired output sessions, allow the rest.
+
+    A cleared output's page-side BokehJS keeps trying to reconnect its closed
+    websocket; reattaching would revive a session nobody sees.
+    """
+
+    def __init__(self, retired: set[str]) -> None:
+        self._retired = retired
+        super().__init__()
+
+    @property
+    def get_user(self) -> Callable[[Any], str | None]:
+        return self._user
+
+    @property
+    def get_login_url(self) -> Callable[[Any], str]:
+        return lambda _handler: "/retired"
+
+    def _user(self, handler: Any) -> str | None:
+        protocols = handler.request.headers.get("Sec-WebSocket-Protocol", "")
+        parts = [p.strip() for p in protocols.split(",")]
+        if len(parts) == 2 and parts[0] == "bokeh":
+            try:
+                if get_session_id(parts[1]) in self._retired:
+                    return None
+            except Exception:
+                return "viewer"  # bokeh itself rejects malformed tokens
+        return "viewer"
+
+
+def output_script(url: str, token: str) -> str:
+    """The ``<script>`` of an output: load BokehJS from our server once per page, then embed.
+
+    bokeh's own autoload reloads BokehJS for every output (replacing ``window.Bokeh``
+    under other bokeh outputs of the page) and builds the resource URLs from the
+    server's host only, which breaks behind a path-prefixed proxy. Here the
+    resources come from ``url`` (the server as the browser reaches it), once.
+    """
+    tag = server_document(url, resources=None, arguments={TOKEN_ARGUMENT: token})
+    match = re.fullmatch(r'\s*<script id="([^"]+)">(.*)</script>\s*', tag, re.DOTALL)
+    if match is None:  # a bokeh whose tag we do not know: let it load everything itself
+        return server_document(url, arguments={TOKEN_ARGUMENT: token})
+    element_id, embed = match.groups()
+    root = url if url.endswith("/") else url + "/"
+    urls = [f"{u}?v={bokeh_version}" for u in Resources(mode="server", root_url=root).js_files]
+    loader = _LOADER.replace("$VERSION", json.dumps(bokeh_version)).replace(
+        "$URLS", json.dumps(urls)
+    )
+    return f'<script id="{element_id}">{loader.replace("$EMBED", embed.strip())}</script>'
+
+
+_LOADER = """
+(function () {
+  const version = $VERSION, urls = $URLS, root = window;
+  function embed() {
+    $EMBED
+  }
+  const key = "_tango_bokeh_loading_" + version;
+  const ready = root.Bokeh !== undefined && root.Bokeh.version === version
+    && root.Bokeh.Widgets !== undefined && root.Bokeh.Tables !== undefined;
+  if (ready && root[key] === undefined) { embed(); return; }
+  if (root[key] === undefined) {
+    root[key] = urls.reduce((chain, url) => chain.then(() => new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = url;
+      script.onload = resolve;
+      script.onerror = () => reject(new Error("tango_bokeh: cannot load " + url));
+      document.head.appendChild(script);
+    })), Promise.resolve());
+    root[key].catch(() => { delete root[key]; });
+  }
+  root[key].then(embed, (error) => console.error(error));
+})();
+"""
+
+
+def _notice(text: str, *, error: bool = False) -> Any:
     colour = "#b00020" if error else "#555"
     return Div(
         text=f'<div style="color:{colour};font-family:sans-serif">{html.escape(text)}</div>',
@@ -706,8 +791,6 @@ def _notice(text: str, *, error: bool = False) -> Any:
 def _registered_outputs(server: NotebookServer) -> list[Output]:
     """The handles of ``server`` that bokeh's registry still holds."""
     try:
-        from bokeh.io.state import curstate
-
         handles = list(curstate().uuid_to_server.values())
     except Exception:
         return []
@@ -716,8 +799,6 @@ def _registered_outputs(server: NotebookServer) -> list[Output]:
 
 def _unregister_output(server_id: str) -> None:
     try:
-        from bokeh.io.state import curstate
-
         curstate().uuid_to_server.pop(server_id, None)
     except Exception:
         log.debug("unregistering output %s", server_id, exc_info=True)

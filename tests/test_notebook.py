@@ -314,15 +314,16 @@ def test_output_is_a_server_app_output_served_offline_from_loopback(k: Kernel):
     url, token = output_target(output)
     assert url.startswith("http://127.0.0.1:") and len(token) >= 40
     assert "cdn" not in output["data"]["text/html"]
-    # BokehJS comes from the kernel's own server, never from a CDN
+    # BokehJS comes from the kernel's own server (loaded once per page), never from a CDN
     port = urlparse(url).port
     script = output["data"]["text/html"]
+    bokehjs = re.findall(r'"(http://127\.0\.0\.1:\d+/static/js/[^"]+)"', script)
+    assert [u.split("?")[0].rsplit("/", 1)[1] for u in bokehjs][:1] == ["bokeh.min.js"]
+    assert all(u.startswith(f"http://127.0.0.1:{port}/") for u in bokehjs)
+    assert len(urlopen(bokehjs[0], timeout=10).read()) > 100_000
     autoload_url = re.search(r"""xhr\.open\('GET', "([^"]+)\"""", script).group(1)
-    autoload = urlopen(autoload_url, timeout=10).read().decode()  # what the page loads
-    assert f"http://127.0.0.1:{port}/static/js/bokeh.min.js" in autoload
-    assert "cdn.bokeh.org" not in autoload
-    bokehjs = urlopen(f"{url}static/js/bokeh.min.js", timeout=10).read()
-    assert len(bokehjs) > 100_000
+    autoload = urlopen(autoload_url, timeout=10).read().decode()  # what the page then loads
+    assert "cdn.bokeh.org" not in autoload and "bokeh.min.js" not in autoload  # loaded already
     # the server listens on loopback only, in the kernel's process
     listening = {
         (c.laddr.ip, c.laddr.port)
@@ -648,6 +649,8 @@ def test_external_url_for_a_proxied_jupyter(control_system: ControlSystem, tmp_p
         port = kernel.ok("print(nb.NotebookServer.current().port)").json()
         url, token = output_target(output)
         assert url == f"https://hub.example.org/user/alice/proxy/{port}/"
+        # BokehJS through the proxy too (bokeh's autoload would drop the path)
+        assert f'"{url}static/js/bokeh.min.js?v=' in output["data"]["text/html"]
         # the proxy forwards to the loopback server: the page's origin is the hub's
         local = f"http://127.0.0.1:{port}/"
         assert _websocket_status(local, "https://hub.example.org") == 101
