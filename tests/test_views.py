@@ -492,3 +492,13 @@ def test_spectrum_labels_its_x_axis_when_the_x_configuration_comes_later():
     spectrum.update({WAVE: [Sample(T0, np.arange(4.0))]}, T0 + 1, states(SPEC, WAVE))
     assert spectrum._figure.xaxis[0].axis_label == f"{WAVE} [nm]"
     assert list(spectrum._source.data["x"]) == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_lowering_history_points_cuts_once():
+    trend = Trend(POS, history_points=1000)
+    _, tap = attach(trend)
+    trend.update({POS: ramp(T0, 100, 0.01)}, T0 + 1, states(POS))
+    tap.reset()
+    trend.history_points = 20
+    assert [type(e) for e in tap.events] == [ColumnDataChangedEvent]
+    assert list(trend._series[0].source.data["y"]) == [float(i) for i in range(80, 100)]

@@ -28,7 +28,7 @@ import io
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from bokeh.core.properties import value
@@ -110,7 +110,7 @@ class _Series:
     carry: float = math.nan  # value carried to "now" (NaN in a gap)
     in_gap: bool = False
     y_range_name: str = "default"
-    rows_streamed: int = field(default=0)
+    rows_streamed: int = 0  # a counter, for tests and curiosity
 
 
 class Trend(PanelView):
@@ -166,7 +166,7 @@ class Trend(PanelView):
         if self._model is not None:
             for series in self._series:
                 if len(series.source.data["t"]) > self._history_points:
-                    self._replace(series, 0, None)
+                    self._cap_history(series)
 
     @property
     def history_seconds(self) -> float:
@@ -447,15 +447,12 @@ class Trend(PanelView):
         series.source.stream(new, rollover=max(1, keep))
         series.rows_streamed += len(new["t"])
 
-    def _replace(self, series: _Series, start: int, new: dict[str, np.ndarray] | None) -> None:
-        """Replace the source's data (only when ``history_points`` shrinks below what is shown)."""
+    def _cap_history(self, series: _Series) -> None:
+        """Keep the newest ``history_points`` rows (when the control lowered it): one replace."""
         data = series.source.data
-        kept = {k: np.asarray(data[k])[start:] for k in ("t", "y", "q")}
-        if new is not None:
-            kept = {k: np.concatenate([kept[k], new[k]]) for k in kept}
-        if len(kept["t"]) > self._history_points:
-            kept = {k: v[-self._history_points :] for k, v in kept.items()}
-        series.source.data = kept
+        series.source.data = {
+            k: np.asarray(data[k])[-self._history_points :] for k in ("t", "y", "q")
+        }
 
     def _carry_to(self, now_ms: float) -> None:
         """Redraw the "now" segments if one of them is wrong or lags by two pixels."""
