@@ -425,8 +425,7 @@ class Output:
         session = self.session
         if session is not None:
             session.close()
-        self.server.forget(self)
-        _unregister_output(self.server_id)
+        self.server.forget(self)  # destroy_server then removes this handle from bokeh's registry
 
     def retire(self, server_session: ServerSession) -> None:
         """Close the browser's connection to a server session and let the server discard it."""
@@ -512,6 +511,7 @@ class NotebookServer:
                 output.stop()
             except Exception:
                 log.exception("closing %r", output)
+            _unregister_output(output.server_id)
         server, self.server = self.server, None
         if server is not None:
             try:
@@ -837,6 +837,8 @@ def show_session(session: Session, *, notebook_url: str | UrlFunction | None = N
             "make a new session to show it again"
         )
     try:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("open sessions from a notebook cell (the kernel's main thread)")
         if not _in_kernel():
             raise RuntimeError(
                 "Session.open() shows a session in a Jupyter notebook cell; outside a kernel "

@@ -229,6 +229,7 @@ def viewers() -> Iterator[Callable[[dict[str, Any]], Viewer]]:
 # A session like the study's MySession, fed by a Tango attribute through the hub.
 SESSIONS = """
 import json
+from bokeh.io.state import curstate
 from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, Slider
 from bokeh.plotting import figure
@@ -275,6 +276,8 @@ def facts(*sessions):
         "pending": server.pending() if server else 0,
         "refused": server.refused if server else 0,
         "server_sessions": sorted(x.id for x in server.server.get_sessions()) if server else [],
+        "handles": sorted(k for k, h in curstate().uuid_to_server.items()
+                          if isinstance(h, nb.Output)),
     })
 """
 
@@ -412,8 +415,11 @@ def test_clearing_an_output_closes_its_session_only(k: Kernel, viewers):
     viewers(kept_output)
     gone_view = viewers(gone_output)
     wait_for(lambda: min(k.ok("print(facts(kept, gone))").json()["points"]) > 1, what="data")
+    gone_id = gone_output["metadata"][EXEC_MIME_TYPE]["server_id"]
+    assert gone_id in k.ok("print(facts())").json()["handles"]
     k.destroy_output(gone_output)
     facts = k.ok("print(facts(kept, gone))").json()
+    assert gone_id not in facts["handles"]  # bokeh's registry holds no stale handle
     assert facts["closed"] == [False, True] and facts["sessions"] == [
         k.ok("print(json.dumps(kept.name))").json()
     ]
