@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DEMO, control_system  # noqa: E402
+from _common import DEMO, control_system
 
 #: 20 attributes of the simulated beamline without events: each is client polled.
 POLLED = [
@@ -143,7 +143,9 @@ def main() -> None:
     print(f"{args.viewers} viewers x {len(POLLED)} polled attributes at {rate:g} Hz "
           f"({len(POLLED) * rate:g} attribute reads/s needed), {args.seconds:g} s each, "
           f"pid {os.getpid()}")  # fmt: skip
-    print("| design | sessions | attribute reads/s | read_attributes calls/s | ratio | CPU (cores) |")
+    print(
+        "| design | sessions | attribute reads/s | read_attributes calls/s | ratio | CPU (cores) |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(

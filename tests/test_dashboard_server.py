@@ -73,6 +73,7 @@ def test_many_viewers_share_one_acquisition_per_attribute(serving: Serving, hub:
     clients = [pull_session(url=f"{serving.url}/demo") for _ in range(VIEWERS)]
     try:
         wait_for(lambda: len(serving.server.sessions()) == VIEWERS, what="20 server sessions")
+        wait_for(lambda: hub.stats().consumers == VIEWERS * len(distinct), what="every reader")
         stats = hub.stats()
         assert set(stats.attributes) == distinct
         assert stats.channels == len(distinct)

@@ -41,6 +41,7 @@ from ..app import session_application
 from ..hub import Hub
 from ..session import Session
 from .auth import USER_COOKIE, Access, page
+from .build import DashboardSession, RefusedSession, url_arguments
 from .control import Actuator
 from .loader import DashboardFile
 from .metrics import hub_closed, make_registry
@@ -92,8 +93,6 @@ class DashboardServer:
         return self._hub or Hub._default
 
     def sessions(self) -> list[Session]:
-        from .build import DashboardSession
-
         names = {d.name for d in self.dashboards}
         return [
             s
@@ -105,8 +104,6 @@ class DashboardServer:
         return {f"/{d.name}": session_application(self._factory(d)) for d in self.dashboards}
 
     def _factory(self, dashboard: DashboardFile) -> Callable[[Document], Session]:
-        from .build import DashboardSession, RefusedSession, url_arguments
-
         def factory(doc: Document) -> Session:
             arguments = url_arguments(doc)
             if arguments:
