@@ -336,3 +336,16 @@ def test_logged_in_user_writes_and_runs_a_confirmed_command(served: Served, page
         assert "failed login for user 'alice'" in served.output
     finally:
         motor.write_attribute("Velocity", before)
+
+
+def test_one_server_serves_every_file_at_its_own_path(served: Served, page):
+    page.goto(f"{served.url}/")
+    links = page.eval_on_selector_all("h2 a", "links => links.map(a => [a.textContent, a.href])")
+    assert links == [
+        ["Simulated beamline", f"{served.url}/demo"],
+        ["One broken panel", f"{served.url}/broken"],
+    ]
+    page.get_by_text("One broken panel").click()
+    page.wait_for_url(f"{served.url}/broken")
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0")
+    assert page.title() == "One broken panel"
