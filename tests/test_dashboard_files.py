@@ -198,3 +198,22 @@ def test_passwords_and_users_file(tmp_path: Path):
     assert safe_next("/demo") == "/demo"
     for bad in ("//evil.example", "https://evil.example", "", None, "/\\evil"):
         assert safe_next(bad) == "/"
+
+
+def test_add_user_command(tmp_path: Path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "users"
+    done = subprocess.run(
+        [sys.executable, "-m", "tango_bokeh.dashboard.auth", str(path), "carol"],
+        input="long enough secret\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "carol can now log in" in done.stdout and "secret" not in done.stdout
+    assert UsersFile(path).verify("carol", "long enough secret")
+    short = subprocess.run(
+        [sys.executable, "-m", "tango_bokeh.dashboard.auth", str(path), "dave"],
+        input="short\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert short.returncode == 1 and "at least 8 characters" in short.stderr

@@ -268,3 +268,27 @@ def test_commands_need_a_confirmation(hub: Hub, caplog):
     finally:
         session.close()
         actuator.close()
+
+
+def test_write_true_offers_only_what_tango_says_is_writable(hub: Hub):
+    text = (
+        "title: All\npanels:\n  - table:\n"
+        "      attributes: [sim/motor/2/Velocity, sim/motor/2/State, sim/motor/2/Acceleration]\n"
+        "      write: true\n"
+    )
+    session = DashboardSession(parse(text, "all.yaml"), viewer=Viewer("alice"), hub=hub,
+                               ticking=False)  # fmt: skip
+    session.attach(Document())
+    try:
+        (controls,) = session.controls
+        assert len(controls.target.options) == 3  # before the configurations are known
+
+        def narrowed() -> bool:
+            session.tick()
+            return [value for value, _ in controls.target.options] == [
+                "sim/motor/2/Velocity", "sim/motor/2/Acceleration"
+            ]  # fmt: skip
+
+        wait_for(narrowed, what="read-only State dropped from the choices")
+    finally:
+        session.close()

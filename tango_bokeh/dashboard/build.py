@@ -225,6 +225,15 @@ class DashboardSession(Session):
                     self._broken.discard(view)
                     _show_problem(view, None)
 
+    def periodic_callback(self) -> None:
+        if self.controls:
+            writable = {
+                name: (state.info.writable if state.info is not None else None)
+                for name, state in self.states().items()
+            }
+            for controls in self.controls:
+                controls.narrow_to_writable(writable)
+
     # -- the page ---------------------------------------------------------------------------
 
     def setup_document(self) -> None:
@@ -338,6 +347,7 @@ class DashboardSession(Session):
                     commands,
                     login_link("/" + self.dashboard.name) if self.can_login else None,
                     key,
+                    narrow=getattr(spec, "write", False) is True,
                 )
                 self.controls.append(controls)
                 parts.append(controls.model)

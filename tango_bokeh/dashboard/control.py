@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -221,6 +221,7 @@ class Controls:
         commands: Sequence[Command],
         login_href: str | None,
         key: str,
+        narrow: bool = False,
     ) -> None:
         self.session = session
         self.viewer = viewer
@@ -231,6 +232,7 @@ class Controls:
         self.login_href = login_href
         self.key = key  # a stable name prefix, so tests and scripts can find the widgets
         self._pending: _Pending | None = None
+        self._narrowed = not narrow
         self.model: LayoutDOM = self._build()
 
     # -- layout -----------------------------------------------------------------------------
@@ -322,6 +324,19 @@ class Controls:
                 "padding": "4px 10px 6px 10px",
             },
         )
+
+    def narrow_to_writable(self, writable: Mapping[str, bool | None]) -> None:
+        """Offer only attributes Tango says are writable (``write: true`` panels), once known."""
+        if self._narrowed or not self.writable:
+            return
+        if any(writable.get(a) is None for a in self.writable):
+            return  # some configuration not read yet
+        self._narrowed = True
+        keep = [a for a in self.writable if writable.get(a)]
+        if keep != self.writable and keep:
+            self.writable = keep
+            self.target.options = [(a, self.labels.get(a, a)) for a in keep]
+            self.target.value = keep[0]
 
     # -- events (on the Document's loop) ----------------------------------------------------------
 
