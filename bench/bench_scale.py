@@ -40,6 +40,7 @@ from tango_bokeh_devices.catalog import DeviceSpec, ServerSpec
 
 PER_SERVER = 100
 ROWS_PER_TABLE = 100
+LINES_PER_TREND = 10
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -63,6 +64,14 @@ LATENCY_PROBE = """() => {
       }
     });
   }
+  const offset = -new Date().getTimezoneOffset() * 60000;  // trends plot local time
+  for (const source of [...doc.all_models].filter(
+      m => m.type === 'ColumnDataSource' && 'q' in m.data && 't' in m.data)) {
+    source.streaming.connect(() => {
+      const t = source.data.t;
+      if (t.length) window.__latencies.push(Date.now() - (t[t.length - 1] - offset));
+    });
+  }
   return true;
 }"""
 
@@ -83,8 +92,15 @@ def storm_servers(count: int, rate: float) -> list[ServerSpec]:
     return servers
 
 
-def dashboard_text(count: int, refresh: float) -> str:
+def dashboard_text(count: int, refresh: float, layout: str = "tables") -> str:
     lines = [f"title: {count} attributes", f"refresh: {refresh} s", "panels:"]
+    if layout == "trends":
+        for start in range(0, count, LINES_PER_TREND):
+            end = min(count, start + LINES_PER_TREND)
+            lines += ["  - trend:", f"      title: storms {start}-{end - 1}"]
+            lines += ["      history: 1 min", "      height: 200", "      attributes:"]
+            lines += [f"        - bench/storm/{i}/Counter" for i in range(start, end)]
+        return "\n".join(lines) + "\n"
     for start in range(0, count, ROWS_PER_TABLE):
         end = min(count, start + ROWS_PER_TABLE)
         lines += ["  - table:", f"      title: storms {start}-{end - 1}", "      attributes:"]
@@ -175,7 +191,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def run(count: int, rate: float, seconds: float, refresh: float, where: Path) -> dict:
+def run(
+    count: int, rate: float, seconds: float, refresh: float, where: Path, layout: str = "tables"
+) -> dict:
     import tango
     from playwright.sync_api import sync_playwright
 
@@ -197,8 +215,8 @@ def run(count: int, rate: float, seconds: float, refresh: float, where: Path) ->
 
     names = [f"bench/storm/{i}/Counter" for i in range(count)]
     path = where / "scale.yaml"
-    path.write_text(dashboard_text(count, refresh))
-    result: dict = {"attributes": count, "rate": rate, "refresh": refresh}
+    path.write_text(dashboard_text(count, refresh, layout))
+    result: dict = {"attributes": count, "rate": rate, "refresh": refresh, "layout": layout}
 
     result["baseline_serial_subscribe_s"] = serial_subscriptions(names)
 
@@ -321,12 +339,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="events/s per attribute")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--refresh", type=float, default=0.5, help="dashboard refresh (s)")
+    parser.add_argument("--layout", choices=("tables", "trends"), default="tables",
+                        help="tables of 100 rows, or trends of 10 lines")  # fmt: skip
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="scale-") as where,
         control_system(storm_servers(args.attributes, args.rate)),
     ):
-        r = run(args.attributes, args.rate, args.seconds, args.refresh, Path(where))
+        r = run(args.attributes, args.rate, args.seconds, args.refresh, Path(where), args.layout)
     target = 1000 * args.refresh + 100
     print(
         f"{r['attributes']} attributes, events at {r['rate']:g} Hz each, refresh {r['refresh']:g} s"
