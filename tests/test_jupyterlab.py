@@ -209,9 +209,18 @@ def jupyter(
 
 
 @pytest.fixture(scope="module")
-def browser(jupyter: Jupyter) -> Iterator[Any]:
+def browser(jupyter: Jupyter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    home = tmp_path_factory.mktemp("chromium-home")  # its crash database and caches, not ~'s
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+    }
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env=env
+        )
         try:
             yield chromium
         finally:
