@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import html
 import json
 import logging
@@ -390,6 +391,10 @@ class Serving:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, on_signal)
         self.bokeh_server.start()
+        # Everything alive now (modules, bokeh, numpy, Tango) lives as long as the process: keep
+        # it out of full garbage collections, which stop every thread (the loop included).
+        gc.collect()
+        gc.freeze()
         self.ready.set()
         try:
             loop.start()
