@@ -230,7 +230,7 @@ def run(
             return factory
 
     server: DashboardServer = Server([load(path)], hub=hub)
-    running = Serving(server, ServeOptions(port=0)).start_thread()
+    running = Serving(server, ServeOptions(port=0)).start_thread(freeze_gc=True)
     heartbeat = Heartbeat(running._loop)
     pauses = GcPauses()
     storms = [tango.DeviceProxy(f"bench/storm/{i}") for i in range(count)]

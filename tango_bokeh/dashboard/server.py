@@ -378,8 +378,12 @@ class Serving:
         self.http_server = HTTPServer(self.tornado_app, xheaders=False)
         return self.url
 
-    def run(self, handle_signals: bool = True) -> None:
-        """Serve on this thread's loop until :meth:`stop` (or SIGINT/SIGTERM)."""
+    def run(self, handle_signals: bool = True, freeze_gc: bool | None = None) -> None:
+        """Serve on this thread's loop until :meth:`stop` (or SIGINT/SIGTERM).
+
+        ``freeze_gc`` (default: as ``handle_signals``, i.e. in a server process of its own)
+        moves every object alive at start out of the garbage collector's sight.
+        """
         self.http_server.add_sockets(self._sockets)
         loop = self._loop = IOLoop.current()
         self.bokeh_server = BaseServer(loop, self.tornado_app, self.http_server)
@@ -391,10 +395,11 @@ class Serving:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, on_signal)
         self.bokeh_server.start()
-        # Everything alive now (modules, bokeh, numpy, Tango) lives as long as the process: keep
-        # it out of full garbage collections, which stop every thread (the loop included).
-        gc.collect()
-        gc.freeze()
+        if handle_signals if freeze_gc is None else freeze_gc:
+            # Everything alive now (modules, bokeh, numpy, Tango) lives as long as the process:
+            # keep it out of full garbage collections, which stop every thread (and the loop).
+            gc.collect()
+            gc.freeze()
         self.ready.set()
         try:
             loop.start()
@@ -426,13 +431,13 @@ class Serving:
         assert self._loop is not None
         self._loop.stop()
 
-    def start_thread(self, timeout: float = 30.0) -> Serving:
+    def start_thread(self, timeout: float = 30.0, freeze_gc: bool = False) -> Serving:
         """Bind and serve on a thread of its own (tests, benchmarks); returns when serving."""
         self.bind()
 
         def run() -> None:
             asyncio.set_event_loop(asyncio.new_event_loop())
-            self.run(handle_signals=False)
+            self.run(handle_signals=False, freeze_gc=freeze_gc)
             IOLoop.current().close(all_fds=True)
 
         self._thread = threading.Thread(target=run, name="dashboard-server", daemon=True)
