@@ -292,3 +292,31 @@ def test_write_true_offers_only_what_tango_says_is_writable(hub: Hub):
         wait_for(narrowed, what="read-only State dropped from the choices")
     finally:
         session.close()
+
+
+def test_a_user_removed_from_the_users_file_can_no_longer_write(hub: Hub, velocity, tmp_path):
+    from tango_bokeh.dashboard.auth import Access, UsersFile, add_user
+
+    users = tmp_path / "users"
+    add_user(users, "alice", "correct horse")
+    add_user(users, "bob", "battery staple")
+    access = Access(UsersFile(users))
+    actuator = Actuator()
+    session = DashboardSession(
+        parse(CONTROL, "control.yaml"), viewer=Viewer("alice"), actuator=actuator, hub=hub,
+        ticking=False, authorize=access.still_allowed,
+    )  # fmt: skip
+    session.attach(Document())
+    (controls,) = session.controls
+    try:
+        before = velocity.read_attribute("Velocity").value
+        controls.value.value = str(before)
+        controls._on_write()
+        wait_for(lambda: "alice wrote" in controls.status.text, what="the write")
+        users.write_text("\n".join(line for line in users.read_text().splitlines()
+                                   if not line.startswith("alice:")) + "\n")  # fmt: skip
+        controls._on_write()
+        assert "alice may no longer write" in controls.status.text
+    finally:
+        session.close()
+        actuator.close()

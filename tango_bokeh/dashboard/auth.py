@@ -175,6 +175,16 @@ class Access:
             return ANONYMOUS
         return Viewer(text) if known else ANONYMOUS
 
+    def still_allowed(self, viewer: Viewer) -> bool:
+        """Whether ``viewer`` may still write: logged in and still in the users file."""
+        if not viewer.authenticated or self.users is None:
+            return False
+        try:
+            return viewer.name in self.users
+        except UsersFileError:
+            log.warning("the users file became unreadable: writes are refused")
+            return False
+
     def viewer_from_cookies(self, cookies: Mapping[str, Any]) -> Viewer:
         return self.viewer_from_cookie(cookies.get(USER_COOKIE))
 

@@ -142,8 +142,10 @@ class DashboardSession(Session):
         hub: Hub | None = None,
         name: str | None = None,
         ticking: bool = True,
+        authorize: Callable[[Viewer], bool] | None = None,
     ) -> None:
         self.dashboard = dashboard
+        self.authorize = authorize
         self.viewer = viewer
         self.actuator = actuator or Actuator()
         self.can_login = can_login
@@ -348,6 +350,7 @@ class DashboardSession(Session):
                     login_link("/" + self.dashboard.name) if self.can_login else None,
                     key,
                     narrow=getattr(spec, "write", False) is True,
+                    authorize=self.authorize,
                 )
                 self.controls.append(controls)
                 parts.append(controls.model)

@@ -222,6 +222,7 @@ class Controls:
         login_href: str | None,
         key: str,
         narrow: bool = False,
+        authorize: Callable[[Viewer], bool] | None = None,
     ) -> None:
         self.session = session
         self.viewer = viewer
@@ -233,6 +234,7 @@ class Controls:
         self.key = key  # a stable name prefix, so tests and scripts can find the widgets
         self._pending: _Pending | None = None
         self._narrowed = not narrow
+        self._authorize = authorize or (lambda viewer: viewer.authenticated)
         self.model: LayoutDOM = self._build()
 
     # -- layout -----------------------------------------------------------------------------
@@ -345,6 +347,7 @@ class Controls:
         self.status.text = f"<span style='color:{colour}'>{_escape(text)}</span>"
 
     def _allowed(self, what: str) -> bool:
+        """Checked at every click, on the server: the page's state proves nothing."""
         if not self.viewer.authenticated:
             audit.warning(
                 "refused %s from an anonymous session (dashboard session %s)",
@@ -352,6 +355,10 @@ class Controls:
                 self.session.name,
             )
             self._say(f"Refused: log in to {what}.", error=True)
+            return False
+        if not self._authorize(self.viewer):
+            audit.warning("refused %s by %s: no longer a user", what, self.viewer)
+            self._say(f"Refused: {self.viewer} may no longer {what}.", error=True)
             return False
         return True
 

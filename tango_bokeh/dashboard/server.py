@@ -122,6 +122,7 @@ class DashboardServer:
                 actuator=self.actuator,
                 can_login=self.access.can_login,
                 hub=self.hub(),
+                authorize=self.access.still_allowed,
             )
 
         return factory
