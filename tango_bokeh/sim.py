@@ -33,6 +33,9 @@ from tango_bokeh_devices.catalog import DEMO, DeviceSpec, ServerSpec
 
 log = logging.getLogger(__name__)
 
+#: How long an existing (not embedded) database may take to answer.
+EXTERNAL_DB_TIMEOUT = 10.0
+
 _LISTENING = re.compile(r"host=(?P<host>[^,\s]+),\s*port=(?P<port>\d+)")
 
 
@@ -157,7 +160,9 @@ class ControlSystem:
             deadline = time.monotonic() + timeout
             if self.embedded:
                 self._start_database(deadline)
-            self._wait_database(deadline)
+                self._wait_database(deadline)
+            else:  # somebody else's database: it answers now or it is down
+                self._wait_database(min(deadline, time.monotonic() + EXTERNAL_DB_TIMEOUT))
             if self.export_env and self.tango_host:
                 os.environ["TANGO_HOST"] = self.tango_host  # this process's clients use it too
             if self.start_servers:
