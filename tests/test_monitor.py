@@ -230,6 +230,11 @@ def test_page_renders_and_exports_in_chromium(monitor_server, tmp_path: Path):
             assert "#00ff00" in style or "#80a0ff" in style, style  # the operator palette
             cells = page.locator(".slick-cell").all_inner_texts()
             assert any(text.strip() in ("ON", "MOVING") for text in cells), cells
+            # ...and keeps being redrawn as patches arrive (the counter's time moves on).
+            wait_for(
+                lambda: page.locator(".slick-cell").all_inner_texts() != cells,
+                what="table cells redrawn after patches",
+            )
             page.locator("text=API_AttrNotFound").first.wait_for(timeout=20_000)
             with page.expect_download(timeout=20_000) as info:
                 page.get_by_role("button", name="Export CSV").click()

@@ -68,6 +68,35 @@ _QUALITY = (
 )
 _PLAIN = '<span title="<%- value %>"><%- value %></span>'
 _MODE = '<span style="color:<%= mode_fg %>"><%- value %></span>'
+#: Browser side of a patch: redraw only the cells whose data changed (see ValueTable.build).
+_REDRAW_CELLS = """
+const data = table.source.data
+const needs = {value: ["value", "value_bg", "value_fg"],
+               quality: ["quality", "quality_bg", "quality_fg"], mode: ["mode", "mode_fg"]}
+const index = window.Bokeh != null ? window.Bokeh.index : null
+let redrawn = false
+if (index != null && typeof index.find == "function") {
+    for (const view of index.find(table)) {
+        const grid = view.grid
+        if (grid == null || typeof grid.updateCell != "function") continue
+        const last = view._tango_bokeh_cells ?? {}
+        const columns = grid.getColumns()
+        const rows = data[columns[0].field].length
+        columns.forEach((column, c) => {
+            const fields = needs[column.field] ?? [column.field]
+            for (let r = 0; r < rows; r++) {
+                if (fields.some((f) => last[f] == null || last[f][r] !== data[f][r])) {
+                    grid.updateCell(r, c)
+                }
+            }
+        })
+        view._tango_bokeh_cells = Object.fromEntries(
+            Object.keys(data).map((k) => [k, Array.from(data[k])]))
+        redrawn = true
+    }
+}
+if (!redrawn) table.view.change.emit()
+"""
 _ERROR = f'<span style="color:{ERROR_TEXT}" title="<%- value %>"><%- value %></span>'
 
 
@@ -172,10 +201,14 @@ class ValueTable(PanelView):
             reorderable=False,
         )
         # bokeh 3.9's DataTable redraws only when its CDSView's indices change, which a
-        # patch (same rows) never does: nudge the view so that patched cells are redrawn.
-        redraw = CustomJS(args={"view": self._table.view}, code="view.change.emit()")
-        self._source.js_on_change("patching", redraw)
-        self._source.js_on_change("data", redraw)
+        # patch (same rows) never does. Redraw just the cells whose data changed: the
+        # others (a state badge that did not change) stay the same DOM elements.
+        self._source.js_on_change(
+            "patching", CustomJS(args={"table": self._table}, code=_REDRAW_CELLS)
+        )
+        self._source.js_on_change(
+            "data", CustomJS(args={"view": self._table.view}, code="view.change.emit()")
+        )
         header = Div(
             text=_title_html(self.title or "Values"),
             sizing_mode="stretch_width",
