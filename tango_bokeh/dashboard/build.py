@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import inspect
 import logging
 import re
 import time
@@ -66,29 +65,11 @@ SUBSCRIBE_BATCH = 50
 _BOKEH_ARGUMENTS = ("bokeh-",)
 
 
-#: The view class of each panel kind.
-VIEW_CLASSES: dict[str, type] = {
-    "trend": Trend,
-    "spectrum": Spectrum,
-    "image": Image,
-    "table": ValueTable,
-}
-
-
-def _make(cls: type, *args: Any, **kwargs: Any) -> Any:
-    """``cls(*args, **kwargs)`` without the options this view class does not take."""
-    accepted = inspect.signature(cls).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-    return cls(*args, **{k: v for k, v in kwargs.items() if takes_any or k in accepted})
-
-
 def make_view(kind: str, spec: Any, qualify: Callable[[str], str]) -> Any:
     """The view object for one panel of the file (names qualified with the file's host)."""
-    cls = VIEW_CLASSES[kind]
-    height = {"height": spec.height} if spec.height else {}
+    height = {"height": spec.height} if getattr(spec, "height", None) else {}
     if kind == "trend":
-        return _make(
-            cls,
+        return Trend(
             [qualify(a) for a in spec.attributes],
             title=spec.title,
             history_points=spec.points,
@@ -100,8 +81,7 @@ def make_view(kind: str, spec: Any, qualify: Callable[[str], str]) -> Any:
             **height,
         )
     if kind == "spectrum":
-        return _make(
-            cls,
+        return Spectrum(
             qualify(spec.attribute),
             x_attribute=qualify(spec.x_attribute) if spec.x_attribute else None,
             persistence=spec.persistence,
@@ -111,22 +91,14 @@ def make_view(kind: str, spec: Any, qualify: Callable[[str], str]) -> Any:
             **height,
         )
     if kind == "image":
-        return _make(
-            cls,
+        return Image(
             qualify(spec.attribute),
             palette=spec.palette,
             range=spec.range,
             max_display=spec.max_display,
             title=spec.title,
-            **height,
         )
-    return _make(
-        cls,
-        [qualify(a) for a in spec.attributes],
-        labels=spec.labels,
-        title=spec.title,
-        **height,
-    )
+    return ValueTable([qualify(a) for a in spec.attributes], labels=spec.labels, title=spec.title)
 
 
 class DashboardSession(Session):

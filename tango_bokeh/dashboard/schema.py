@@ -160,7 +160,6 @@ class PanelBase(Strict):
     """Keys every view panel accepts."""
 
     title: str | None = None
-    height: int | None = Field(default=None, ge=100, le=2000)
     poll_period: Seconds | None = None  # client polling period for attributes without events
     commands: list[CommandEntry] = Field(default_factory=list)
 
@@ -205,6 +204,7 @@ class _Labelled(PanelBase):
 class Trend(_Labelled):
     """Numeric or boolean scalars against time, one line each."""
 
+    height: int | None = Field(default=None, ge=100, le=2000)
     colors: list[ColorName] | None = None
     history: Seconds = 600.0  # time window kept and shown
     points: int = Field(default=10_000, ge=10, le=1_000_000)  # at most this many per line
@@ -237,6 +237,7 @@ class Spectrum(PanelBase):
 
     attribute: AttributeRef
     x_attribute: AttributeRef | None = None
+    height: int | None = Field(default=None, ge=100, le=2000)
     persistence: int = Field(default=0, ge=0, le=50)  # earlier frames kept, fading
     log_y: bool = False
     y_range: OrderedRange | None = None
