@@ -43,10 +43,12 @@ def ensure_venv(extras: str) -> None:
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     print("Installing tango-bokeh and its pinned dependencies ...", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    quiet = dict(os.environ, PYTHONWARNINGS="ignore")  # setuptools' editable-install banner
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True, env=quiet)
     subprocess.run(
         [*pip, "install", "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[{extras}]"],
         check=True,
+        env=quiet,
     )
     # Remember every extras set installed with these pins (demo's set is a subset of test's).
     known = set(STAMP.read_text().split()) if STAMP.exists() else set()
