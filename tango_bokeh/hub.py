@@ -22,6 +22,8 @@ from .tango.sample import AttributeInfo, Format, Sample
 
 #: Ring capacity by data format: enough history for a trend, bounded memory for images.
 DEFAULT_CAPACITY = {Format.SCALAR: 10_000, Format.SPECTRUM: 64, Format.IMAGE: 4}
+#: Held samples above which a read releases those every reader has seen.
+RELEASE_THRESHOLD = 64
 
 
 @dataclass
@@ -109,17 +111,41 @@ class Channel:
 
     # -- readers -----------------------------------------------------------------
 
-    def read_since(self, seq: int) -> tuple[list[Sample], int, int]:
-        """New samples from ``seq`` on, how many were lost, and the next sequence number."""
+    def read_for(self, cursor: Cursor) -> tuple[list[Sample], int]:
+        """New samples for ``cursor`` (advancing it) and how many it lost to overflow.
+
+        Once many items are held, items every reader is past are released.
+        """
         with self._lock:
-            items, lost = self._ring.since(seq)
+            ring = self._ring
+            items, lost = ring.since(cursor._seq)
+            cursor._seq = ring.end
             self.dropped += lost
-            return items, lost, self._ring.end
+            if len(ring) > RELEASE_THRESHOLD:
+                ring.release(min(c._seq for c in self.cursors))
+            return items, lost
 
     def first_seq(self) -> int:
         """Where a new reader starts: at the newest sample, so it sees the current value."""
         with self._lock:
             return max(self._ring.start, self._ring.end - 1)
+
+    def add_cursor(self, cursor: Cursor) -> None:
+        with self._lock:
+            cursor._seq = max(self._ring.start, self._ring.end - 1)
+            self.cursors.add(cursor)
+
+    def remove_cursor(self, cursor: Cursor) -> int:
+        """Forget ``cursor``; returns how many readers are left."""
+        with self._lock:
+            self.cursors.discard(cursor)
+            return len(self.cursors)
+
+    @property
+    def held(self) -> int:
+        """Samples held in the ring now (unread by some reader, or the newest)."""
+        with self._lock:
+            return len(self._ring)
 
     def latest(self) -> Sample | None:
         with self._lock:
@@ -146,7 +172,7 @@ class Cursor:
     def __init__(self, hub: Hub, channel: Channel) -> None:
         self._hub = hub
         self.channel = channel
-        self._seq = channel.first_seq()
+        self._seq = 0  # set by Channel.add_cursor
         self.lost = 0
         self.closed = False
 
@@ -171,7 +197,7 @@ class Cursor:
         """Samples that arrived since the previous call (oldest first)."""
         if self.closed:
             return []
-        items, lost, self._seq = self.channel.read_since(self._seq)
+        items, lost = self.channel.read_for(self)
         self.lost += lost
         return items
 
@@ -228,7 +254,7 @@ class Hub:
             if new:
                 channel = self._channels[parsed.key] = Channel(parsed, self._capacity)
             cursor = Cursor(self, channel)
-            channel.cursors.add(cursor)
+            channel.add_cursor(cursor)
         if new:
             channel.handle = self.acquisition.start(parsed, channel, poll_period)
         return cursor
@@ -236,8 +262,8 @@ class Hub:
     def _release(self, cursor: Cursor) -> None:
         channel = cursor.channel
         with self._lock:
-            channel.cursors.discard(cursor)
-            if channel.cursors or self._channels.get(channel.name.key) is not channel:
+            left = channel.remove_cursor(cursor)
+            if left or self._channels.get(channel.name.key) is not channel:
                 return
             del self._channels[channel.name.key]
         if channel.handle is not None:
@@ -246,6 +272,11 @@ class Hub:
     def channel(self, name: str) -> Channel | None:
         with self._lock:
             return self._channels.get(parse_name(name).key)
+
+    @property
+    def running(self) -> bool:
+        """Open and acquiring (its acquisition threads alive); what health checks report."""
+        return not self._closed and self.acquisition.running
 
     def stats(self) -> HubStats:
         """Counters per attribute and totals, including live Tango subscriptions."""

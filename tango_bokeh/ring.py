@@ -62,6 +62,20 @@ class Ring(Generic[T]):
         items = self._items
         return [items[i % cap] for i in range(first, self._end)], lost  # type: ignore[misc]
 
+    def release(self, seq: int) -> None:
+        """Forget items before ``seq`` (every reader is past them), keeping the newest one.
+
+        Holding only unread items keeps a busy process's heap small: a full ring
+        of 10,000 samples per attribute is millions of objects for the garbage
+        collector to walk on a large dashboard.
+        """
+        upto = min(seq, self._end - 1)
+        cap = self._capacity
+        items = self._items
+        for i in range(self.start, upto):
+            items[i % cap] = None
+        self._floor = max(self._floor, upto)
+
     def resize(self, capacity: int) -> None:
         """Change the capacity, keeping the newest items; sequence numbers are preserved."""
         if capacity < 1:

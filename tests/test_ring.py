@@ -50,3 +50,16 @@ def test_resize_keeps_the_newest_and_the_sequence():
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError):
         Ring(0)
+
+
+def test_release_forgets_what_every_reader_has_seen_but_the_newest():
+    ring: Ring[int] = Ring(100)
+    for i in range(50):
+        ring.append(i)
+    ring.release(40)
+    assert len(ring) == 10 and ring.since(40) == (list(range(40, 50)), 0)
+    ring.release(1000)  # never the newest: a new reader must see the current value
+    assert len(ring) == 1 and ring.latest() == 49
+    assert ring.since(0) == ([49], 49)
+    ring.append(50)
+    assert ring.since(49) == ([49, 50], 0)

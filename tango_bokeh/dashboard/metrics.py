@@ -131,10 +131,8 @@ class HubCollector(Collector):
 
 
 def hub_closed(hub: Hub) -> bool:
-    """Whether ``hub`` stopped (its acquisition threads are gone)."""
-    scheduler = getattr(hub.acquisition, "_scheduler", None)
-    alive = scheduler.is_alive() if scheduler is not None else True
-    return bool(getattr(hub, "_closed", False)) or not alive
+    """Whether ``hub`` stopped (closed, or its acquisition threads are gone)."""
+    return not hub.running
 
 
 def make_registry(

@@ -165,6 +165,10 @@ class Acquisition:
         self._submit(self._connect, handle)
         return handle
 
+    @property
+    def running(self) -> bool:
+        return not self._closed and self._scheduler.is_alive()
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
