@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import threading
 from dataclasses import asdict, dataclass, field
-from time import time as _now
 from typing import Any, ClassVar
 
 from .ring import Ring
@@ -38,7 +37,7 @@ class ChannelStats:
     out_of_order: int
     errors: int
     last_error: str | None
-    last_update: float | None
+    last_update: float | None  # time of the newest sample (Tango's, or when an error was seen)
 
 
 @dataclass
@@ -95,7 +94,7 @@ class Channel:
                     return
                 self._last_time = when
             self._ring.append(sample)
-            self.last_update = _now()
+            self.last_update = sample.time
 
     def set_mode(self, mode: Mode, error: str | None = None) -> None:
         with self._lock:
