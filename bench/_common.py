@@ -14,9 +14,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tango_bokeh_devices.catalog import DEMO, ServerSpec  # noqa: E402
-
 from tango_bokeh.sim import ControlSystem  # noqa: E402
+from tango_bokeh_devices.catalog import DEMO, ServerSpec  # noqa: E402
 
 
 def servers(*names: str) -> list[ServerSpec]:

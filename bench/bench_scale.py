@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import control_system
+
 from tango_bokeh_devices.catalog import DeviceSpec, ServerSpec
 
 PER_SERVER = 100

@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from tango_bokeh_devices.catalog import DEMO
 
 from tango_bokeh.hub import Hub
 from tango_bokeh.session import Session
 from tango_bokeh.sim import ControlSystem
 from tango_bokeh.tango.acquisition import Acquisition, AcquisitionConfig
+from tango_bokeh_devices.catalog import DEMO
 
 
 @pytest.fixture(scope="session")

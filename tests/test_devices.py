@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tango
 from tango.test_context import DeviceTestContext, MultiDeviceTestContext
+
 from tango_bokeh_devices.camera import SimCamera
 from tango_bokeh_devices.catalog import DEMO, DeviceSpec, ServerSpec, catalog
 from tango_bokeh_devices.counter import SimCounter, counts_at
