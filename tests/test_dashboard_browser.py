@@ -23,6 +23,7 @@ import tango
 from tango_bokeh.dashboard.auth import add_user
 from tango_bokeh.sim import ControlSystem
 
+from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
 from .conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.tango]
@@ -30,11 +31,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.tango]
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "dashboards" / "demo.yaml"
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
 PASSWORD = "correct horse battery"
 
 #: DevState colours operators know (FIELD-NOTES.md), as the browser reports them.
@@ -53,7 +49,7 @@ panels:
       - trend: {title: Diode counts, attributes: [diode1/Counts]}
 """
 
-if not Path(CHROMIUM).exists():  # pragma: no cover
+if not HAVE_CHROMIUM:  # pragma: no cover - .ci/run installs it
     pytest.skip("needs Chromium (/usr/bin/chromium)", allow_module_level=True)
 
 

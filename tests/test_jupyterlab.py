@@ -34,25 +34,16 @@ from jupyter_client import BlockingKernelClient
 
 from tango_bokeh.sim import ControlSystem
 
+from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
 from .conftest import wait_for
 from .test_notebook import kernel_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.tango]
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = ROOT / "artifacts"
 
-if not CHROMIUM.exists():  # pragma: no cover - .ci/run installs it
+if not HAVE_CHROMIUM:  # pragma: no cover - .ci/run installs it
     pytest.skip("needs Debian's chromium (/usr/bin/chromium)", allow_module_level=True)
 
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from tango_bokeh.hub import Hub
 from tango_bokeh.monitor import MonitorSession, Notice
 from tango_bokeh.views import Image, Spectrum, Trend, ValueTable
 
+from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
 from .conftest import wait_for
 
 MOTOR = "sim/motor/1/Position"
@@ -28,16 +28,6 @@ WRONG = "sim/motor/1/Positon"
 CAMERA = "sim/camera/1/Image"
 SPECTRUM = "sim/spectro/1/Spectrum"
 STATES = ("sim/motor/1/State", "sim/faulty/1/State", "sim/counter/1/Counts")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 class Broken(Trend):
@@ -210,7 +200,7 @@ def test_monitor_session_live_on_a_bokeh_server(monitor_server, hub: Hub):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium")
+@pytest.mark.skipif(not HAVE_CHROMIUM, reason="needs Debian's chromium")
 def test_page_renders_and_exports_in_chromium(monitor_server, tmp_path: Path):
     from playwright.sync_api import sync_playwright
 

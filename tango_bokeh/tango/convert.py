@@ -13,21 +13,12 @@ from typing import Any
 import numpy as np
 import tango
 
+from .modes import RETRY_REASONS
 from .sample import AttributeInfo, Format, Kind, Quality, Sample
 
-#: Error reasons that mean "the device is not talking to us", not a bad value.
-STALE_REASONS = frozenset(
-    {
-        "API_EventTimeout",
-        "API_CantConnectToDevice",
-        "API_DeviceNotExported",
-        "API_DeviceTimedOut",
-        "API_CorbaException",
-        "API_ServerNotRunning",
-        "API_CommunicationFailed",
-        "API_CantConnectToDatabase",
-    }
-)
+#: Error reasons that mean "the device is not talking to us", not a bad value: the
+#: same ones for which acquisition keeps retrying.
+STALE_REASONS = RETRY_REASONS
 
 _QUALITY = {
     tango.AttrQuality.ATTR_VALID: Quality.VALID,
