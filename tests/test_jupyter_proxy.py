@@ -1,0 +1,204 @@
+"""The quickstart's panel behind jupyter-server-proxy, laid out like a JupyterHub user server.
+
+JupyterLab runs under a hub-style base URL (``/user/tester/``) with the
+``jupyter_server_proxy`` extension enabled; the kernel gets what a spawner
+would give it: ``JUPYTERHUB_SERVICE_PREFIX`` and ``TANGO_BOKEH_EXTERNAL_URL``
+set to the Jupyter server's own address, so tango_bokeh publishes its panels
+under ``<jupyter>/user/tester/proxy/<bokeh port>/``. Headless Chromium, logged
+in with the token, runs the monitoring cell: every request and websocket of the
+page is recorded, none may go to the bokeh port directly, the websocket must go
+through ``/proxy/``, and the plot's data must keep growing with live values.
+The Jupyter server and its kernel are stopped by PID / process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from tango_bokeh.sim import ControlSystem
+
+from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from .conftest import wait_for
+from .test_notebook import kernel_env
+
+pytestmark = [pytest.mark.browser, pytest.mark.tango]
+
+if not HAVE_CHROMIUM:  # pragma: no cover - .ci/run installs it
+    pytest.skip("needs Debian's chromium (/usr/bin/chromium)", allow_module_level=True)
+
+pytest.importorskip("jupyter_server_proxy")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from .test_jupyterlab import Jupyter, NotebookPage, last_values, live_rows  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The single-user server's prefix, as JupyterHub gives it.
+PREFIX = "/user/tester/"
+
+
+def free_port() -> int:
+    """A free loopback port: the proxy URL has to name Jupyter's port before it starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def proxied_jupyter(control_system: ControlSystem, tmp_path: Path) -> Iterator[Jupyter]:
+    root = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", root)
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    env = kernel_env(
+        tmp_path / "state",
+        TANGO_HOST=control_system.tango_host,
+        JUPYTERHUB_SERVICE_PREFIX=PREFIX,
+        TANGO_BOKEH_EXTERNAL_URL=f"{origin}/",  # + the prefix + proxy/<port>/
+    )
+    token = os.urandom(24).hex()
+    log = tmp_path / "jupyter.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "jupyterlab",
+                "--no-browser",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0",
+                f"--ServerApp.base_url={PREFIX}",
+                "--ServerApp.jpserver_extensions={'jupyter_server_proxy': True}",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={root}",
+                "--LabApp.expose_app_in_browser=True",
+                "--LabApp.news_url=None",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--LabApp.extension_manager=readonly",
+                *(["--allow-root"] if os.geteuid() == 0 else []),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=root,
+        )  # fmt: skip
+    runtime = Path(env["JUPYTER_RUNTIME_DIR"])
+
+    def started() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"jupyter lab exited:\n{log.read_text()[-3000:]}")
+        for path in runtime.glob("jpserver-*.json"):
+            try:
+                if json.loads(path.read_text()).get("pid") == process.pid:
+                    return True
+            except json.JSONDecodeError:
+                continue
+        return False
+
+    server = None
+    try:
+        wait_for(started, timeout=90, interval=0.2, what="the Jupyter server")
+        server = Jupyter(process, f"{origin}{PREFIX}", token, root, log)
+        wait_for(lambda: server.api("GET", "status"), timeout=30, what="the API")
+        extensions = log.read_text()
+        assert "jupyter_server_proxy | extension was successfully loaded" in extensions, extensions
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        elif process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def test_panel_through_jupyter_server_proxy(proxied_jupyter: Jupyter, tmp_path: Path):
+    jupyter = proxied_jupyter
+    home = tmp_path / "chromium-home"  # its crash database and caches, not ~'s
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+    }
+    requests: list[str] = []
+    websockets: list[Any] = []
+    received: dict[str, int] = {}
+    console: list[str] = []
+
+    def on_websocket(ws: Any) -> None:
+        websockets.append(ws)
+        received[ws.url] = 0
+
+        def count(_payload: Any) -> None:
+            received[ws.url] += 1
+
+        ws.on("framereceived", count)
+
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env=env
+        )
+        try:
+            page = chromium.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("websocket", on_websocket)
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.goto(f"{jupyter.url}lab/tree/quickstart.ipynb?token={jupyter.token}")
+            notebook = NotebookPage(page)
+            notebook.wait_kernel_idle()
+            notebook.run("import os")
+            cell = notebook.run("panel = monitor(")
+            cell.locator("canvas").first.wait_for(timeout=60_000)
+
+            try:
+                wait_for(lambda: live_rows(notebook) > 10, timeout=60, what="data in the page")
+                rows, values = live_rows(notebook), last_values(notebook)
+                wait_for(
+                    lambda: live_rows(notebook) > rows + 5 and last_values(notebook) != values,
+                    timeout=60,
+                    what="live values arriving through the proxy",
+                )
+            except AssertionError as exc:
+                raise AssertionError(
+                    f"{exc}\nwebsockets: {[w.url for w in websockets]}\nconsole: {console}\n"
+                    f"jupyter log: {jupyter.log.read_text()[-3000:]}"
+                ) from exc
+
+            # the kernel's own view of its bokeh server: on loopback, on this port
+            kernel = jupyter.kernel_client(page)
+            try:
+                address, bokeh_port = kernel.run(
+                    "import tango_bokeh.notebook as nb; s = nb.NotebookServer.current().server; "
+                    "print(s.address, s.port)"
+                ).split()
+            finally:
+                kernel.close()
+        finally:
+            chromium.close()
+
+    assert address == "127.0.0.1"
+    proxied = f"{jupyter.url}proxy/{bokeh_port}/"
+    direct = [
+        u for u in requests + [w.url for w in websockets] if urlparse(u).port == int(bokeh_port)
+    ]
+    assert not direct, f"the page went around the proxy: {direct}"
+    assert any(u.startswith(proxied) and "/static/js/bokeh" in u for u in requests), requests
+    bokeh_sockets = [w.url for w in websockets if "/proxy/" in w.url]
+    assert bokeh_sockets, [w.url for w in websockets]
+    assert all(u.startswith(proxied.replace("http:", "ws:", 1)) for u in bokeh_sockets)
+    assert any(received[u] > 1 for u in bokeh_sockets), received  # patches flow through it
+    print(f"bokeh server 127.0.0.1:{bokeh_port}, websockets {bokeh_sockets}, frames {received}")
+    errors = [c for c in console if c.startswith("error") and "bokeh" in c.lower()]
+    assert not errors, errors
