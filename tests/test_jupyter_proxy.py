@@ -13,13 +13,9 @@ The Jupyter server and its kernel are stopped by PID / process group.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +37,13 @@ if not HAVE_CHROMIUM:  # pragma: no cover - .ci/run installs it
 pytest.importorskip("jupyter_server_proxy")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from .test_jupyterlab import Jupyter, NotebookPage, last_values, live_rows  # noqa: E402
+from .test_jupyterlab import (  # noqa: E402
+    Jupyter,
+    NotebookPage,
+    last_values,
+    live_rows,
+    running_jupyterlab,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The single-user server's prefix, as JupyterHub gives it.
@@ -67,60 +69,17 @@ def proxied_jupyter(control_system: ControlSystem, tmp_path: Path) -> Iterator[J
         JUPYTERHUB_SERVICE_PREFIX=PREFIX,
         TANGO_BOKEH_EXTERNAL_URL=f"{origin}/",  # + the prefix + proxy/<port>/
     )
-    token = os.urandom(24).hex()
-    log = tmp_path / "jupyter.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "jupyterlab",
-                "--no-browser",
-                "--ServerApp.ip=127.0.0.1",
-                f"--ServerApp.port={port}",
-                "--ServerApp.port_retries=0",
-                f"--ServerApp.base_url={PREFIX}",
-                "--ServerApp.jpserver_extensions={'jupyter_server_proxy': True}",
-                f"--IdentityProvider.token={token}",
-                f"--ServerApp.root_dir={root}",
-                "--LabApp.expose_app_in_browser=True",
-                "--LabApp.news_url=None",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                "--LabApp.extension_manager=readonly",
-                *(["--allow-root"] if os.geteuid() == 0 else []),
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=root,
-        )  # fmt: skip
-    runtime = Path(env["JUPYTER_RUNTIME_DIR"])
-
-    def started() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"jupyter lab exited:\n{log.read_text()[-3000:]}")
-        for path in runtime.glob("jpserver-*.json"):
-            try:
-                if json.loads(path.read_text()).get("pid") == process.pid:
-                    return True
-            except json.JSONDecodeError:
-                continue
-        return False
-
-    server = None
-    try:
-        wait_for(started, timeout=90, interval=0.2, what="the Jupyter server")
-        server = Jupyter(process, f"{origin}{PREFIX}", token, root, log)
-        wait_for(lambda: server.api("GET", "status"), timeout=30, what="the API")
-        extensions = log.read_text()
-        assert "jupyter_server_proxy | extension was successfully loaded" in extensions, extensions
+    with running_jupyterlab(
+        root,
+        env,
+        tmp_path / "jupyter.log",
+        port=port,
+        base_url=PREFIX,
+        extra_args=["--ServerApp.jpserver_extensions={'jupyter_server_proxy': True}"],
+    ) as server:
+        log = server.log.read_text()
+        assert "jupyter_server_proxy | extension was successfully loaded" in log, log
         yield server
-    finally:
-        if server is not None:
-            server.stop()
-        elif process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 def test_panel_through_jupyter_server_proxy(proxied_jupyter: Jupyter, tmp_path: Path):

@@ -13,6 +13,7 @@ a copy of the quickstart in Notebook 7. A screenshot is kept under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,16 +146,31 @@ def jupyter(
     shutil.copytree(ROOT / "notebooks", root)
     shutil.copy(root / "quickstart.ipynb", root / "quickstart-nb7.ipynb")
     env = kernel_env(tmp / "state", TANGO_HOST=control_system.tango_host)
+    with running_jupyterlab(root, env, tmp / "jupyter.log") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_jupyterlab(
+    root: Path,
+    env: dict[str, str],
+    log: Path,
+    *,
+    port: int = 0,
+    base_url: str = "/",
+    extra_args: Sequence[str] = (),
+) -> Iterator[Jupyter]:
+    """A JupyterLab server on loopback serving ``root``; stopped by process group on exit."""
     token = secrets.token_hex(24)
-    log = tmp / "jupyter.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [
                 sys.executable, "-m", "jupyterlab",
                 "--no-browser",
                 "--ServerApp.ip=127.0.0.1",
-                "--ServerApp.port=0",
+                f"--ServerApp.port={port}",
                 "--ServerApp.port_retries=0",
+                f"--ServerApp.base_url={base_url}",
                 f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={root}",
                 "--LabApp.expose_app_in_browser=True",
@@ -163,6 +179,7 @@ def jupyter(
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                 "--LabApp.extension_manager=readonly",
                 *(["--allow-root"] if os.geteuid() == 0 else []),
+                *extra_args,
             ],
             env=env,
             stdin=subprocess.DEVNULL,
@@ -188,7 +205,8 @@ def jupyter(
     server = None
     try:
         info = wait_for(server_info, timeout=90, interval=0.2, what="the Jupyter server")
-        server = Jupyter(process, f"http://127.0.0.1:{info['port']}/", token, root, log)
+        url = f"http://127.0.0.1:{info['port']}{base_url}"
+        server = Jupyter(process, url, token, root, log)
         wait_for(lambda: server.api("GET", "status"), timeout=30, what="the API")
         yield server
     finally:
