@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tango_bokeh.app import ThreadedServer, session_application
 from tango_bokeh.hub import Hub
 from tango_bokeh.session import Session
 from tango_bokeh.sim import ControlSystem
@@ -57,6 +59,31 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def serving(
+    path: str, make: Callable[[], Session]
+) -> Iterator[tuple[ThreadedServer, list[Session]]]:
+    """A bokeh server whose page ``path`` makes a session with ``make()``; the sessions made.
+
+    Closed browser sessions are discarded within a few hundred milliseconds.
+    """
+    made: list[Session] = []
+
+    def factory(_doc: object) -> Session:
+        made.append(make())
+        return made[-1]
+
+    server = ThreadedServer(
+        {path: session_application(factory)},
+        check_unused_sessions_milliseconds=100,
+        unused_session_lifetime_milliseconds=100,
+    ).start()
+    try:
+        yield server, made
+    finally:
+        server.stop()
 
 
 def thread_count() -> int:

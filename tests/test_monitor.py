@@ -15,13 +15,12 @@ import tango
 from bokeh.client import pull_session
 from bokeh.document import Document
 
-from tango_bokeh.app import ThreadedServer, session_application
 from tango_bokeh.hub import Hub
 from tango_bokeh.monitor import MonitorSession, Notice
 from tango_bokeh.views import Image, Spectrum, Trend, ValueTable
 
 from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
-from .conftest import wait_for
+from .conftest import serving, wait_for
 
 MOTOR = "sim/motor/1/Position"
 WRONG = "sim/motor/1/Positon"
@@ -97,10 +96,8 @@ def test_controls_history_window_clear_and_export(hub: Hub):
 
 @pytest.fixture
 def monitor_server(hub: Hub):
-    made: list[MonitorSession] = []
-
-    def factory(_doc):
-        session = MonitorSession(
+    def make() -> MonitorSession:
+        return MonitorSession(
             MOTOR,
             CAMERA,
             SPECTRUM,
@@ -111,18 +108,9 @@ def monitor_server(hub: Hub):
             title="Test beamline",
             layout="grid",
         )
-        made.append(session)
-        return session
 
-    server = ThreadedServer(
-        {"/monitor": session_application(factory)},
-        check_unused_sessions_milliseconds=100,
-        unused_session_lifetime_milliseconds=100,
-    ).start()
-    try:
-        yield server, made
-    finally:
-        server.stop()
+    with serving("/monitor", make) as served:
+        yield served
 
 
 def test_monitor_session_live_on_a_bokeh_server(monitor_server, hub: Hub):

@@ -14,7 +14,7 @@ from tango_bokeh.hub import Hub
 from tango_bokeh.session import Session
 from tango_bokeh.tango import InvalidName
 
-from .conftest import wait_for
+from .conftest import serving, wait_for
 
 
 class Recorder(Session):
@@ -97,22 +97,8 @@ def test_bare_document_tick(hub: Hub):
 
 @pytest.fixture
 def served(hub: Hub):
-    made: list[Recorder] = []
-
-    def factory(_doc):
-        session = Recorder(hub=hub, callback_period=0.1)
-        made.append(session)
-        return session
-
-    server = ThreadedServer(
-        {"/rec": session_application(factory)},
-        check_unused_sessions_milliseconds=100,
-        unused_session_lifetime_milliseconds=100,
-    ).start()
-    try:
-        yield server, made
-    finally:
-        server.stop()
+    with serving("/rec", lambda: Recorder(hub=hub, callback_period=0.1)) as served:
+        yield served
 
 
 def test_server_session_ticks_pause_resume_and_close(served, hub: Hub):
