@@ -5,8 +5,10 @@ against a bare PyTango subscriber counting events, in the same run.
 
 Each measurement runs in a fresh process, one after the other, against the
 same device server; rate 0 means "as fast as the device can push". Prints
-events/s received by both, the ratio (target ≥ 0.9 for scalar events), and
-what the hub dropped (ring overflow, by design bounded) for each payload.
+events/s received by both, the ratio (target ≥ 0.9 for scalar events), what
+the hub dropped (ring overflow, by design bounded), how often a drain found
+Tango's bounded event queue full (events lost before the hub), and the CPU
+(cores) each client process used, for each payload.
 """
 
 from __future__ import annotations
@@ -43,13 +45,15 @@ def measure(kind: str, payload: str, rate: float, seconds: float) -> dict:
         pushed0 = storm.Pushed
         storm.Start()
         time.sleep(1.0)
-        c0, p0, t0 = count[0], storm.Pushed, time.perf_counter()
+        c0, p0, t0, u0 = count[0], storm.Pushed, time.perf_counter(), time.process_time()
         time.sleep(seconds)
-        c1, p1, t1 = count[0], storm.Pushed, time.perf_counter()
+        c1, p1, t1, u1 = count[0], storm.Pushed, time.perf_counter(), time.process_time()
         storm.Stop()
         storm.unsubscribe_event(eid)
         del pushed0
-        result.update(received=(c1 - c0) / (t1 - t0), pushed=(p1 - p0) / (t1 - t0))
+        result.update(
+            received=(c1 - c0) / (t1 - t0), pushed=(p1 - p0) / (t1 - t0), cpu=(u1 - u0) / (t1 - t0)
+        )
         return result
 
     from tango_bokeh.hub import Hub
@@ -64,22 +68,31 @@ def measure(kind: str, payload: str, rate: float, seconds: float) -> dict:
     time.sleep(1.0)
     cursor.read()
     channel = cursor.channel
-    r0, l0, n0, p0, t0 = channel.received, cursor.lost, 0, storm.Pushed, time.perf_counter()
+    r0, l0, q0, p0, t0 = (
+        channel.received,
+        cursor.lost,
+        channel.queue_full,
+        storm.Pushed,
+        time.perf_counter(),
+    )
+    u0 = time.process_time()
     consumed = 0
     end = t0 + seconds
     while time.perf_counter() < end:
         time.sleep(0.1)  # a session tick
         consumed += len(cursor.read())
-    r1, l1, p1, t1 = channel.received, cursor.lost, storm.Pushed, time.perf_counter()
+    r1, l1, q1 = channel.received, cursor.lost, channel.queue_full
+    p1, t1, u1 = storm.Pushed, time.perf_counter(), time.process_time()
     storm.Stop()
     elapsed = t1 - t0
     result.update(
         received=(r1 - r0) / elapsed,
         consumed=consumed / elapsed,
         dropped=(l1 - l0) / elapsed,
+        queue_full=(q1 - q0) / elapsed,
+        cpu=(u1 - u0) / elapsed,
         pushed=(p1 - p0) / elapsed,
     )
-    del n0
     cursor.close()
     hub.close()
     return result
@@ -111,14 +124,16 @@ def main() -> None:
                 ours = run_child(me, *extra, "hub", payload, str(rate), env=env)
                 rows.append((payload, rate, bare, ours))
     print(f"{'payload':<9} {'rate':>8} {'pushed/s':>10} {'bare/s':>10} {'hub/s':>10} "
-          f"{'ratio':>6} {'consumed/s':>11} {'dropped/s':>10}")  # fmt: skip
+          f"{'ratio':>6} {'consumed/s':>11} {'dropped/s':>10} {'q-full/s':>9} "
+          f"{'bare cpu':>8} {'hub cpu':>8}")  # fmt: skip
     for payload, rate, bare, ours in rows:
         ratio = ours["received"] / bare["received"] if bare["received"] else float("nan")
         label = "max" if rate == 0 else f"{rate:.0f}"
         print(
             f"{payload:<9} {label:>8} {ours['pushed']:>10.0f} {bare['received']:>10.0f} "
             f"{ours['received']:>10.0f} {ratio:>6.2f} {ours['consumed']:>11.0f} "
-            f"{ours['dropped']:>10.0f}"
+            f"{ours['dropped']:>10.0f} {ours['queue_full']:>9.1f} "
+            f"{bare['cpu']:>8.2f} {ours['cpu']:>8.2f}"
         )
     sys.stdout.flush()
 

@@ -33,7 +33,8 @@ class ChannelStats:
     mode: str
     consumers: int
     received: int
-    dropped: int
+    dropped: int  # lost by readers that fell a whole ring behind
+    queue_full: int  # drains that found Tango's event queue full (events may be lost before)
     out_of_order: int
     errors: int
     last_error: str | None
@@ -70,6 +71,7 @@ class Channel:
         self.status: str | None = None  # why the mode is what it is (last subscription error)
         self.received = 0
         self.dropped = 0
+        self.queue_full = 0
         self.out_of_order = 0
         self.errors = 0
         self.last_error: str | None = None
@@ -95,6 +97,35 @@ class Channel:
                 self._last_time = when
             self._ring.append(sample)
             self.last_update = sample.time
+
+    def extend(self, samples: list[Sample]) -> None:
+        """:meth:`push` for a batch (a drain of Tango's event queue), under one lock."""
+        if not samples:
+            return
+        with self._lock:
+            append = self._ring.append
+            last, polled = self._last_time, self.mode is Mode.POLL
+            kept = None
+            self.received += len(samples)
+            for sample in samples:
+                if sample.error is not None:
+                    self.errors += 1
+                    self.last_error = sample.error
+                else:
+                    when = sample.time
+                    if when < last or (when == last and polled):
+                        self.out_of_order += 1
+                        continue
+                    last = when
+                append(sample)
+                kept = sample
+            self._last_time = last
+            if kept is not None:
+                self.last_update = kept.time
+
+    def note_queue_full(self) -> None:
+        with self._lock:
+            self.queue_full += 1
 
     def set_mode(self, mode: Mode, error: str | None = None) -> None:
         with self._lock:
@@ -158,6 +189,7 @@ class Channel:
                 consumers=len(self.cursors),
                 received=self.received,
                 dropped=self.dropped,
+                queue_full=self.queue_full,
                 out_of_order=self.out_of_order,
                 errors=self.errors,
                 last_error=self.status if self.mode is Mode.FAILED else self.last_error,

@@ -6,7 +6,14 @@ bokeh loop never blocks on a slow or dead device. A single scheduler thread
 times retries and client polling. Polling is batched per device: one
 ``read_attributes`` call per device and period, never two in flight.
 
-Event callbacks hold only weak references to the feeds they write into.
+Events are subscribed in Tango's pull mode: Tango's event thread only queues
+them (in C++, without the GIL), and one drain thread empties every queue each
+``drain_period``, converting whole batches. A callback subscription would run
+Python on Tango's event thread for every event, through PyTango's callback
+wrappers; under an event storm that costs a quarter of the events a process
+can take in (``bench/bench_ingest.py``). The queues are bounded (by bytes per
+attribute); a drain that finds one full is counted, as events may have been
+lost before the hub saw them. Nothing Tango holds refers to a feed.
 
 Tango's client event system is not safe for concurrent ``subscribe_event`` /
 ``unsubscribe_event`` calls from several threads (PyTango issue 307; here:
@@ -30,14 +37,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import tango
 
 from .convert import (
     error_text,
     info_from_config,
     sample_from_attribute,
-    sample_from_event,
     sample_from_exception,
+    samples_from_events,
 )
 from .modes import Mode, Step, following, next_step
 from .names import AttributeName
@@ -61,6 +69,10 @@ class Feed(Protocol):
 
     def push(self, sample: Sample) -> None: ...
 
+    def extend(self, samples: list[Sample]) -> None: ...
+
+    def note_queue_full(self) -> None: ...
+
     def set_mode(self, mode: Mode, error: str | None = None) -> None: ...
 
     def set_info(self, info: AttributeInfo) -> None: ...
@@ -74,24 +86,19 @@ class AcquisitionConfig:
     timeout_ms: int = 3000  # Tango client time-out for every call we make
     retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)  # while a device is unreachable
     workers: int = 8
+    drain_period: float = 0.025  # seconds between two drains of Tango's event queues
+    queue_bytes: int = 32 << 20  # bound of one attribute's event queue (declared sizes)
+    max_queue: int = 10_000  # events; enough for a scalar storm between two drains
 
 
-class _EventSink:
-    """The object given to ``subscribe_event``: converts and forwards, nothing else."""
-
-    __slots__ = ("_feed",)
-
-    def __init__(self, feed: Feed) -> None:
-        self._feed = weakref.ref(feed)
-
-    def push_event(self, event: Any) -> None:
-        feed = self._feed()
-        if feed is None:
-            return
-        try:
-            feed.push(sample_from_event(event))
-        except Exception:  # an exception here would only be printed by Tango
-            log.exception("could not convert an event of %s", getattr(event, "attr_name", "?"))
+def queue_size(info: AttributeInfo, config: AcquisitionConfig) -> int:
+    """Length of an attribute's Tango event queue: bounded in bytes, at least 2 events."""
+    try:
+        itemsize = np.dtype(info.dtype).itemsize if info.dtype != "object" else 64
+    except TypeError:
+        itemsize = 64
+    values = max(info.max_dim_x, 1) * max(info.max_dim_y, 1)
+    return max(2, min(config.max_queue, config.queue_bytes // (values * itemsize + 256)))
 
 
 class Handle:
@@ -105,6 +112,7 @@ class Handle:
         self._lock = threading.Lock()
         self.mode = Mode.PENDING
         self.event_id: int | None = None
+        self.queue_size = 0  # of the Tango event queue, while subscribed
         self.proxy: Any = None
         self.stopped = False
         self.attempts = 0
@@ -156,6 +164,11 @@ class Acquisition:
             target=self._run_scheduler, name="tango-acq-scheduler", daemon=True
         )
         self._scheduler.start()
+        self._drain_stop = threading.Event()
+        self._drainer = threading.Thread(
+            target=self._run_drain, name="tango-acq-drain", daemon=True
+        )
+        self._drainer.start()
 
     # -- public -----------------------------------------------------------------
 
@@ -188,6 +201,8 @@ class Acquisition:
             self._closed = True
             live = list(self._live)
             self._wake.notify_all()
+        self._drain_stop.set()
+        self._drainer.join(timeout=5)
         for handle in live:
             with handle._lock:
                 handle.stopped = True
@@ -257,6 +272,7 @@ class Acquisition:
             self._failed(handle, feed, Mode.PENDING, exc)
             return
         feed.set_info(info)
+        size = queue_size(info, self.config)
         mode = Mode.CHANGE
         while mode is not Mode.POLL:
             if handle.stopped:
@@ -266,7 +282,7 @@ class Acquisition:
                     event_id = proxy.subscribe_event(
                         name.attribute,
                         _EVENT_TYPES[mode],
-                        _EventSink(feed),
+                        size,
                         sub_mode=tango.EventSubMode.SyncRead,
                     )
             except tango.DevFailed as exc:
@@ -282,6 +298,7 @@ class Acquisition:
             else:
                 with handle._lock:
                     handle.event_id, handle.mode = event_id, mode
+                    handle.queue_size = size
                     stopped = handle.stopped
                 with self._lock:
                     self._live.add(handle)
@@ -324,6 +341,39 @@ class Acquisition:
                 log.warning("unsubscribing %s: %s", handle.name, error_text(exc.args)[1])
         if mode is Mode.POLL:
             self._stop_polling(handle)
+
+    # -- draining the event queues ----------------------------------------------
+
+    def _run_drain(self) -> None:
+        period = self.config.drain_period
+        stop = self._drain_stop
+        while True:
+            started = time.monotonic()
+            with self._lock:
+                live = list(self._live)
+            for handle in live:
+                self._drain(handle)
+            if stop.wait(max(0.0, period - (time.monotonic() - started))):
+                return
+
+    @staticmethod
+    def _drain(handle: Handle) -> None:
+        """Move what Tango queued for ``handle`` into its feed."""
+        event_id, proxy, feed = handle.event_id, handle.proxy, handle.feed
+        if event_id is None or feed is None:
+            return
+        try:
+            if proxy.is_event_queue_empty(event_id):
+                return
+            events = proxy.get_events(event_id)
+        except (tango.DevFailed, ValueError):
+            return  # unsubscribed meanwhile
+        if len(events) >= handle.queue_size:
+            feed.note_queue_full()
+        try:
+            feed.extend(samples_from_events(events))
+        except Exception:
+            log.exception("could not convert events of %s", handle.name)
 
     # -- client polling, batched per device -------------------------------------
 

@@ -167,3 +167,28 @@ def sample_from_event(event: Any) -> Sample:
         when = event.reception_date.totime() if event.reception_date else None
         return sample_from_error(event.errors, when)
     return _sample(event.attr_value)
+
+
+def samples_from_events(events: Sequence[Any]) -> list[Sample]:
+    """Convert a batch of ``EventData`` (from ``get_events``), oldest first.
+
+    The same result as :func:`sample_from_event` on each; written as one loop
+    with its lookups hoisted because it runs for every event of a storm.
+    """
+    out: list[Sample] = []
+    append = out.append
+    qualities, invalid, as_is, make = _QUALITY, Quality.INVALID, _AS_IS, Sample
+    for event in events:
+        if event.err:
+            append(sample_from_event(event))
+            continue
+        attr = event.attr_value
+        if attr is None:  # a subscription notice without a value (asynchronous modes)
+            continue
+        quality = qualities.get(attr.quality, invalid)
+        if quality is invalid:
+            append(make(attr.time.totime(), None, quality))
+            continue
+        raw = attr.value
+        append(make(attr.time.totime(), raw if type(raw) in as_is else _value(raw), quality))
+    return out

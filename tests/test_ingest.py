@@ -1,0 +1,137 @@
+"""Event ingest in Tango's pull mode: bounded queues, batch conversion, nothing lost."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import tango
+
+from tango_bokeh.hub import DEFAULT_CAPACITY, Channel, Hub
+from tango_bokeh.tango.acquisition import Acquisition, AcquisitionConfig, queue_size
+from tango_bokeh.tango.convert import sample_from_event, samples_from_events
+from tango_bokeh.tango.modes import Mode
+from tango_bokeh.tango.names import parse_name
+from tango_bokeh.tango.sample import AttributeInfo, Format, Quality, Sample
+
+from .conftest import wait_for
+
+STORM = "sim/storm/1"
+
+
+# --- without Tango ---------------------------------------------------------------------
+
+
+def test_queue_is_bounded_in_bytes_by_declared_size():
+    config = AcquisitionConfig(queue_bytes=32 << 20, max_queue=10_000)
+    scalar = AttributeInfo("x", dtype="float64")
+    spectrum = AttributeInfo("s", Format.SPECTRUM, dtype="float64", max_dim_x=65536)
+    image = AttributeInfo("i", Format.IMAGE, dtype="uint16", max_dim_x=8192, max_dim_y=8192)
+    state = AttributeInfo("State", dtype="object")
+    assert queue_size(scalar, config) == 10_000
+    assert queue_size(state, config) == 10_000
+    assert queue_size(spectrum, config) == 63  # 512 KiB per declared spectrum
+    assert queue_size(image, config) == 2  # never fewer than two
+    assert queue_size(spectrum, AcquisitionConfig(queue_bytes=1 << 30)) == 2047
+
+
+def test_a_batch_is_taken_in_as_its_samples_one_by_one():
+    batch = [
+        Sample(10.0, 1.0),
+        Sample(9.0, 2.0),  # older than the newest seen: never shown
+        Sample(11.0, None, Quality.INVALID, "API_EventTimeout: gone", stale=True),
+        Sample(10.5, 3.0),  # older than 11.0? no: errors do not move the clock
+        Sample(12.0, None, Quality.INVALID),
+        Sample(12.0, 4.0),  # same time, events: kept
+    ]
+    one_by_one, batched = (
+        Channel(parse_name("a/b/c/d"), DEFAULT_CAPACITY),
+        Channel(parse_name("a/b/c/d"), DEFAULT_CAPACITY),
+    )
+    for channel in (one_by_one, batched):
+        channel.set_info(AttributeInfo("d"))
+    for sample in batch:
+        one_by_one.push(sample)
+    batched.extend(batch)
+    batched.extend([])
+    assert batched.stats() == one_by_one.stats()
+    assert batched.stats().received == 6 and batched.stats().out_of_order == 1
+    assert batched.stats().errors == 1 and batched.stats().last_update == 12.0
+    assert batched.latest() == one_by_one.latest() == Sample(12.0, 4.0)
+
+
+# --- against the embedded control system -----------------------------------------------
+
+
+def storm(rate: float) -> tango.DeviceProxy:
+    proxy = tango.DeviceProxy(STORM)
+    proxy.Stop()
+    proxy.Payload = "scalar"
+    proxy.Rate = rate
+    return proxy
+
+
+@pytest.mark.tango
+def test_batch_conversion_equals_event_by_event(control_system):
+    """On real events, values and errors alike (the faulty device pushes error events)."""
+    proxy = tango.DeviceProxy("sim/faulty/1")
+    eid = proxy.subscribe_event("Value", tango.EventType.CHANGE_EVENT, 1000)
+    try:
+        events: list = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            any(e.err for e in events) and any(not e.err for e in events)
+        ):
+            time.sleep(0.2)
+            events += proxy.get_events(eid)
+    finally:
+        proxy.unsubscribe_event(eid)
+    assert any(e.err for e in events) and any(not e.err for e in events)
+    assert samples_from_events(events) == [sample_from_event(e) for e in events]
+
+
+@pytest.mark.tango
+def test_no_event_is_lost_below_saturation(control_system):
+    """The storm's Counter is its sequence number (1, 2, ...): the hub must see every one."""
+    device = storm(1000.0)
+    hub = Hub()
+    try:
+        cursor = hub.subscribe(f"{STORM}/Counter")
+        wait_for(lambda: cursor.mode is Mode.CHANGE, what="change events")
+        time.sleep(0.3)
+        cursor.read()  # the value read at subscription
+        device.Start()
+        time.sleep(1.5)
+        device.Stop()
+        pushed = device.Pushed
+        time.sleep(0.3)
+        values = [s.value for s in cursor.read() if s.ok]
+        assert pushed >= 1000
+        assert values == list(range(1, pushed + 1))  # none missing, none repeated
+        assert cursor.channel.queue_full == 0 and cursor.lost == 0
+    finally:
+        device.Stop()
+        hub.close()
+
+
+@pytest.mark.tango
+def test_a_full_queue_keeps_the_newest_and_is_counted(control_system):
+    device = storm(2000.0)
+    hub = Hub(Acquisition(AcquisitionConfig(max_queue=5, drain_period=0.2)))
+    try:
+        cursor = hub.subscribe(f"{STORM}/Counter")
+        wait_for(lambda: cursor.mode is Mode.CHANGE, what="change events")
+        device.Start()
+        time.sleep(1.5)
+        device.Stop()
+        pushed = device.Pushed
+        time.sleep(0.5)
+        values = [s.value for s in cursor.read() if s.ok]
+        channel = cursor.channel
+        assert channel.queue_full >= 3
+        assert channel.stats().queue_full == channel.queue_full
+        assert channel.received <= 5 * (channel.queue_full + 3)  # five per drain at most
+        assert values == sorted(values) and values[-1] == pushed  # the newest survive
+    finally:
+        device.Stop()
+        hub.close()
