@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -78,6 +79,8 @@ class Channel:
         self.last_update: float | None = None
         self.handle: Handle | None = None
         self.cursors: set[Cursor] = set()
+        self.keys = {name.key}  # every name the hub knows this channel by (alias and device)
+        self.on_resolve: Callable[[Channel, AttributeName], None] | None = None
 
     # -- Feed protocol (called from acquisition threads) -------------------------
 
@@ -132,6 +135,10 @@ class Channel:
             self.mode = mode
             self.status = error
 
+    def resolve(self, name: AttributeName) -> None:
+        if self.on_resolve is not None:
+            self.on_resolve(self, name)
+
     def set_info(self, info: AttributeInfo) -> None:
         with self._lock:
             self.info = info
@@ -147,6 +154,8 @@ class Channel:
         Once many items are held, items every reader is past are released.
         """
         with self._lock:
+            if cursor.channel is not self:  # moved to another channel meanwhile
+                return [], 0
             ring = self._ring
             items, lost = ring.since(cursor._seq)
             cursor._seq = ring.end
@@ -164,6 +173,18 @@ class Channel:
         with self._lock:
             cursor._seq = max(self._ring.start, self._ring.end - 1)
             self.cursors.add(cursor)
+
+    def hand_over(self, target: Channel) -> None:
+        """Move every reader to ``target`` (the same attribute under another name).
+
+        Each starts at ``target``'s newest sample, as a new reader would.
+        """
+        with self._lock, target._lock:
+            for cursor in self.cursors:
+                cursor._seq = max(target._ring.start, target._ring.end - 1)
+                cursor.channel = target
+            target.cursors |= self.cursors
+            self.cursors = set()
 
     def remove_cursor(self, cursor: Cursor) -> int:
         """Forget ``cursor``; returns how many readers are left."""
@@ -228,7 +249,10 @@ class Cursor:
         """Samples that arrived since the previous call (oldest first)."""
         if self.closed:
             return []
-        items, lost = self.channel.read_for(self)
+        channel = self.channel
+        items, lost = channel.read_for(self)
+        if channel is not self.channel:  # handed over to the device name's channel
+            items, lost = self.channel.read_for(self)
         self.lost += lost
         return items
 
@@ -284,19 +308,43 @@ class Hub:
             new = channel is None
             if new:
                 channel = self._channels[parsed.key] = Channel(parsed, self._capacity)
+                channel.on_resolve = self._resolved
             cursor = Cursor(self, channel)
             channel.add_cursor(cursor)
         if new:
             channel.handle = self.acquisition.start(parsed, channel, poll_period)
         return cursor
 
-    def _release(self, cursor: Cursor) -> None:
-        channel = cursor.channel
+    def _resolved(self, channel: Channel, name: AttributeName) -> None:
+        """``channel``'s alias names the device of ``name``: one channel for both names.
+
+        Called by acquisition once Tango has resolved the alias. If the device
+        name already has a channel, this one hands its readers over and stops.
+        """
         with self._lock:
+            if self._closed or self._channels.get(channel.name.key) is not channel:
+                return
+            target = self._channels.get(name.key)
+            if target is None or target is channel:
+                self._channels[name.key] = channel
+                channel.keys.add(name.key)
+                return
+            channel.hand_over(target)
+            for key in channel.keys:
+                self._channels[key] = target
+            target.keys |= channel.keys
+        if channel.handle is not None:
+            channel.handle.stop()
+
+    def _release(self, cursor: Cursor) -> None:
+        with self._lock:
+            channel = cursor.channel  # read under the lock: a hand-over may move it
             left = channel.remove_cursor(cursor)
             if left or self._channels.get(channel.name.key) is not channel:
                 return
-            del self._channels[channel.name.key]
+            for key in channel.keys:
+                if self._channels.get(key) is channel:
+                    del self._channels[key]
         if channel.handle is not None:
             channel.handle.stop()
 
@@ -312,7 +360,7 @@ class Hub:
     def stats(self) -> HubStats:
         """Counters per attribute and totals, including live Tango subscriptions."""
         with self._lock:
-            channels = list(self._channels.values())
+            channels = list({id(c): c for c in self._channels.values()}.values())
         acq = self.acquisition.stats()
         per = {c.name.key: c.stats() for c in channels}
         return HubStats(
@@ -331,7 +379,7 @@ class Hub:
             if self._closed:
                 return
             self._closed = True
-            channels = list(self._channels.values())
+            channels = list({id(c): c for c in self._channels.values()}.values())
             self._channels.clear()
         for channel in channels:
             if channel.handle is not None:

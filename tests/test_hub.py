@@ -219,6 +219,33 @@ def test_alias_and_fully_qualified_names(hub: Hub, control_system):
     assert by_alias.latest() is not None and by_alias.info.unit == "mm"
 
 
+def test_an_alias_joins_the_channel_of_its_device_name(hub: Hub):
+    full = hub.subscribe("sim/motor/1/Position")
+    wait_for(lambda: full.mode is Mode.CHANGE, what="subscription by device name")
+    by_alias = hub.subscribe("MOT1/position")
+    wait_for(lambda: by_alias.channel is full.channel, what="the alias handed over")
+    wait_for(lambda: by_alias.read() or by_alias.latest(), what="samples through the alias")
+    again = hub.subscribe("mot1/Position")
+    assert again.channel is full.channel  # a resolved alias goes straight to the channel
+    stats = hub.stats()
+    assert stats.subscriptions == 1 and stats.channels == 1 and stats.consumers == 3
+    full.close()
+    by_alias.close()
+    assert hub.stats().channels == 1
+    again.close()
+    wait_for(lambda: hub.stats().subscriptions == 0, what="unsubscribed")
+    assert hub.stats().channels == 0 and hub.channel("mot1/Position") is None
+
+
+def test_a_device_name_finds_the_channel_its_alias_made(hub: Hub):
+    by_alias = hub.subscribe("mot1/Velocity")
+    wait_for(lambda: by_alias.mode is not Mode.PENDING, what="subscription by alias")
+    full = hub.subscribe("sim/motor/1/velocity")
+    assert full.channel is by_alias.channel
+    stats = hub.stats()
+    assert stats.channels == 1 and stats.subscriptions + stats.polled == 1
+
+
 def test_rings_hold_only_what_some_reader_has_not_read(hub: Hub):
     fast = hub.subscribe("sim/counter/1/Counts")
     wait_for(lambda: fast.mode is Mode.CHANGE, what="subscription")

@@ -26,6 +26,7 @@ unreachable device fails there without holding up the others.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -34,7 +35,6 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -77,8 +77,11 @@ class Feed(Protocol):
 
     def set_info(self, info: AttributeInfo) -> None: ...
 
+    def resolve(self, name: AttributeName) -> None:
+        """The device alias in the feed's name stands for the device of ``name``."""
 
-@dataclass(frozen=True)
+
+@dataclasses.dataclass(frozen=True)
 class AcquisitionConfig:
     """Tunables; the defaults suit a beamline control room."""
 
@@ -271,6 +274,8 @@ class Acquisition:
         except tango.DevFailed as exc:
             self._failed(handle, feed, Mode.PENDING, exc)
             return
+        if name.is_alias:  # Tango resolved the alias when it made the proxy
+            feed.resolve(dataclasses.replace(name, device=proxy.dev_name()))
         feed.set_info(info)
         size = queue_size(info, self.config)
         mode = Mode.CHANGE
