@@ -7,7 +7,7 @@ samples (a session tick). Ours: rings release what every reader has read.
 Baseline, same run: the same rings keeping everything up to their capacity
 (what the hub did before), i.e. millions of GC-tracked samples. Prints samples
 held, the duration of one full ``gc.collect()`` for both, and the ratio. No
-Tango needed: the samples are pushed as the event thread would push them.
+Tango needed: the samples are pushed as acquisition would push them.
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ polled attributes and threads, and RSS growth of both (target: 0 / 0 / 0 /
 no growth, RSS growth ≤ 5 MB).
 
 PyTango keeps each unsubscribed callback for 60 s (``_pending_unsubscribe``),
-so a fast loop holds up to a minute's worth of them: bounded, not a leak,
-and the same for the raw baseline. Both measurements therefore wait that
-minute out and run one more cycle (which makes PyTango drop the expired
-callbacks) before reading the final RSS.
+so a fast loop of the raw baseline holds up to a minute's worth of them:
+bounded, not a leak (our subscriptions are in pull mode and give Tango no
+callback). Both measurements wait that minute out and run one more cycle
+(which makes PyTango drop the expired callbacks) before reading the final RSS.
 """
 
 from __future__ import annotations

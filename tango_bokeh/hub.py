@@ -85,7 +85,7 @@ class Channel:
     # -- Feed protocol (called from acquisition threads) -------------------------
 
     def push(self, sample: Sample) -> None:
-        # Hot path: runs on Tango's event thread once per event; keep it lean.
+        # Runs for each polled value and error; event batches go through extend().
         with self._lock:
             self.received += 1
             if sample.error is not None:

@@ -1,7 +1,7 @@
 """Conversion of PyTango objects into :class:`Sample` and :class:`AttributeInfo`.
 
 Kept free of any state so that it can be unit-tested on real PyTango objects
-and called from Tango's event thread without locks.
+and called from acquisition threads without locks.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class Sample(NamedTuple):
     the error was seen. ``value`` is ``None`` for errors and ``ATTR_INVALID``.
     ``stale`` marks "no news from the device" (event time-outs), which views
     must show as disconnection rather than as a value. A named tuple because
-    one is made per Tango event, on Tango's event thread: it must be cheap.
+    one is made per Tango event (by the acquisition's drain thread): it must be cheap.
     """
 
     time: float
