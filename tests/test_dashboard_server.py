@@ -95,6 +95,7 @@ def test_many_viewers_share_one_acquisition_per_attribute(serving: Serving, hub:
         )
         assert found[("tango_bokeh_attribute_readers", (("attribute", key),))] == VIEWERS
         assert found[("tango_bokeh_events_received_total", (("attribute", key),))] >= 1
+        assert found[("tango_bokeh_event_queue_full_total", (("attribute", key),))] == 0
     finally:
         for client in clients:
             client.close()

@@ -77,6 +77,11 @@ class HubCollector(Collector):
         dropped = CounterMetricFamily(
             f"{PREFIX}_samples_dropped", "Samples readers lost to ring overflow", labels=labels
         )
+        queue_full = CounterMetricFamily(
+            f"{PREFIX}_event_queue_full",
+            "Drains that found Tango's event queue full (events lost before the hub)",
+            labels=labels,
+        )
         late = CounterMetricFamily(
             f"{PREFIX}_samples_out_of_order", "Samples older than the last one, not shown",
             labels=labels,
@@ -93,11 +98,12 @@ class HubCollector(Collector):
             readers.add_metric([key], float(channel.consumers))
             received.add_metric([key], float(channel.received))
             dropped.add_metric([key], float(channel.dropped))
+            queue_full.add_metric([key], float(channel.queue_full))
             late.add_metric([key], float(channel.out_of_order))
             errors.add_metric([key], float(channel.errors))
             if channel.last_update is not None:
                 age.add_metric([key], max(0.0, now - channel.last_update))
-        yield from (mode, readers, received, dropped, late, errors, age)
+        yield from (mode, readers, received, dropped, queue_full, late, errors, age)
 
     def _session_metrics(self) -> Iterator[Metric]:
         per: dict[str, list[Session]] = defaultdict(list)
