@@ -115,7 +115,9 @@ def _value(raw: Any) -> Any:
         return str(raw)
     if isinstance(raw, np.ndarray):
         return raw
-    if isinstance(raw, int):  # IntEnum (DevEnum) and numpy integers are plain ints to us
+    if isinstance(raw, np.bool_):
+        return bool(raw)
+    if isinstance(raw, int | np.integer):  # IntEnum (DevEnum) and numpy integers: plain ints
         return int(raw)
     if isinstance(raw, np.floating | float):
         return float(raw)
