@@ -19,6 +19,7 @@ from bokeh.document import Document
 from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
+from .cleanup import SessionLifecycle, coalesce_collections
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ def session_application(factory: Callable[[Document], Session]) -> Application:
             session.close()
             raise
 
-    return Application(FunctionHandler(make_document))
+    coalesce_collections()
+    return Application(FunctionHandler(make_document), SessionLifecycle())
 
 
 class ThreadedServer:

@@ -57,6 +57,7 @@ from bokeh.server.util import create_hosts_allowlist
 from bokeh.util.token import get_session_id
 from tornado.ioloop import IOLoop
 
+from .cleanup import SessionLifecycle, coalesce_collections
 from .session import Session
 
 if TYPE_CHECKING:
@@ -482,6 +483,7 @@ class NotebookServer:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("the notebook server starts on the kernel's loop: call from a cell")
         self.loop = IOLoop.current()
+        coalesce_collections()
         _, origins = resolve_url()
         options: dict[str, Any] = {
             "check_unused_sessions_milliseconds": 2_000,
@@ -489,7 +491,7 @@ class NotebookServer:
             **self.settings.server_kwargs,
         }
         self.server = Server(
-            {"/": Application(FunctionHandler(self._make_document))},
+            {"/": Application(FunctionHandler(self._make_document), SessionLifecycle())},
             io_loop=self.loop,
             address=self.settings.address,
             port=self.settings.port,
