@@ -59,7 +59,7 @@ class HubStats:
 
 
 class Channel:
-    """All that is known of one attribute in this process. Written by Tango threads."""
+    """All that is known of one attribute in this process. Written by acquisition threads."""
 
     def __init__(self, name: AttributeName, capacity: dict[Format, int]) -> None:
         self.name = name
