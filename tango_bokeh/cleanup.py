@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import weakref
 from typing import Any
 
 import bokeh.document.document as bokeh_document
@@ -39,7 +40,8 @@ class CoalescedCollector:
         self.delay = delay
         self.requested = 0  # collections bokeh asked for
         self.collections = 0  # collections run
-        self._pending: set[IOLoop] = set()
+        # Weak: a loop stopped with a collection pending never runs it; do not keep it alive.
+        self._pending: weakref.WeakSet[IOLoop] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def collect(self, generation: int = 2) -> int:
