@@ -5,13 +5,16 @@ Each one creates or updates the local virtual environment ``.venv`` (pinned
 versions from ``constraints.txt``) when ``pyproject.toml`` or the constraints
 changed, then runs the demo or the whole test suite inside it. Only the
 Python standard library is used here, so a fresh machine needs nothing but
-Python 3.11+.
+Python 3.11+. The test command also installs JupyterHub's proxy
+(configurable-http-proxy, pinned by ``tests/jupyterhub/package-lock.json``)
+into ``.venv/node`` when npm is there; without it the JupyterHub test skips.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -21,6 +24,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".tango-bokeh-installed"
+NODE = VENV / "node"
+NODE_SPEC = ROOT / "tests" / "jupyterhub"
 EXTRAS = {"demo": "notebook,dashboard", "test": "notebook,dashboard,test"}
 
 
@@ -57,6 +62,25 @@ def ensure_venv(extras: str) -> None:
     STAMP.write_text("\n".join(sorted({*known, wanted})) + "\n")
 
 
+def ensure_node_tools() -> None:
+    """Install the pinned Node.js tools of the tests into ``.venv/node``, unless up to date."""
+    lock = NODE_SPEC / "package-lock.json"
+    wanted = hashlib.sha256(lock.read_bytes()).hexdigest()
+    stamp = NODE / ".installed"
+    if stamp.exists() and stamp.read_text().strip() == wanted:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        print("npm not found: the JupyterHub test will be skipped", flush=True)
+        return
+    print("Installing the JupyterHub test's proxy (npm) ...", flush=True)
+    NODE.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copyfile(NODE_SPEC / name, NODE / name)
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE, check=True)
+    stamp.write_text(wanted + "\n")
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in EXTRAS:
         print(__doc__.strip())
@@ -65,6 +89,8 @@ def main(argv: list[str]) -> int:
         return 2
     command, rest = argv[0], argv[1:]
     ensure_venv(EXTRAS[command])
+    if command == "test":
+        ensure_node_tools()
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if command == "demo":
         args = [str(BIN / "tango-bokeh"), "demo", *rest]
