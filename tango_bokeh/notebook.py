@@ -246,8 +246,9 @@ def resolve_url(notebook_url: str | UrlFunction | None = None) -> tuple[UrlFunct
 
     In order: an explicit ``notebook_url`` (bokeh's convention), the configured
     ``external_url``, ``TANGO_BOKEH_EXTERNAL_URL``, ``JUPYTER_BOKEH_EXTERNAL_URL``
-    (with ``JUPYTERHUB_SERVICE_PREFIX``), then the local Jupyter server that
-    started this kernel.
+    (with ``JUPYTERHUB_SERVICE_PREFIX``), the user server's public URL that
+    JupyterHub gives when it knows its own (``JUPYTERHUB_PUBLIC_URL``), then the
+    local Jupyter server that started this kernel.
     """
     chosen: str | UrlFunction | None = notebook_url
     function: UrlFunction
@@ -258,6 +259,9 @@ def resolve_url(notebook_url: str | UrlFunction | None = None) -> tuple[UrlFunct
             return function, [function(None), *_settings.allow_websocket_origin]
     if chosen is None and os.environ.get("JUPYTER_BOKEH_EXTERNAL_URL"):
         chosen = _jupyter_bokeh_url
+    if chosen is None and os.environ.get("JUPYTERHUB_PUBLIC_URL", "").startswith("http"):
+        function = _external_url_function(os.environ["JUPYTERHUB_PUBLIC_URL"])
+        return function, [function(None), *_settings.allow_websocket_origin]
     if chosen is None:
         function, origins = _local_url_function()
         return function, [*origins, *_settings.allow_websocket_origin]

@@ -6,7 +6,8 @@ Chromium logs in through the hub's login form, JupyterHub spawns the user's
 JupyterLab, and the monitoring cell runs there. The panel must reach the
 browser only through the hub's proxy and the user's server
 (``/user/tester/proxy/<bokeh port>/``), with the hub's login cookie, and keep
-showing live values. Every process (hub, proxy, user server, kernel) is
+showing live values, with nothing configured for tango_bokeh: the hub knows
+its public URL and gives it to the user server. Every process (hub, proxy, user server, kernel) is
 stopped by PID or process group.
 """
 
@@ -116,6 +117,7 @@ def hub_config(state: Path, ports: list[int], env: dict[str, str], notebooks: Pa
         c = get_config()  # noqa: F821
         c.JupyterHub.ip = "127.0.0.1"
         c.JupyterHub.port = {public}
+        c.JupyterHub.public_url = "http://127.0.0.1:{public}/"  # the user server learns it
         c.JupyterHub.hub_ip = "127.0.0.1"
         c.JupyterHub.hub_port = {hub}
         c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api}"
@@ -148,12 +150,8 @@ def jupyterhub(control_system: ControlSystem, tmp_path: Path) -> Iterator[Hub]:
     state.mkdir()
     ports = free_ports(3)
     url = f"http://127.0.0.1:{ports[0]}/"
-    full = kernel_env(
-        tmp_path / "state",
-        TANGO_HOST=control_system.tango_host,
-        TANGO_BOKEH_EXTERNAL_URL=url,  # what an admin sets: the hub's public URL
-    )
-    keep = ("TANGO_HOST", "TANGO_BOKEH_EXTERNAL_URL", "PYTHONPATH")
+    full = kernel_env(tmp_path / "state", TANGO_HOST=control_system.tango_host)
+    keep = ("TANGO_HOST", "PYTHONPATH")
     env = {k: v for k, v in full.items() if k.startswith(("JUPYTER_", "IPYTHON")) or k in keep}
     config = state / "jupyterhub_config.py"
     config.write_text(hub_config(state, ports, env, notebooks))

@@ -63,7 +63,12 @@ class CellResult:
 def kernel_env(tmp: Path, **extra: str) -> dict[str, str]:
     """The test's environment (TANGO_HOST included) with Jupyter and IPython state in ``tmp``."""
     env = dict(os.environ)
-    for name in ("TANGO_BOKEH_EXTERNAL_URL", "JUPYTER_BOKEH_EXTERNAL_URL", "JPY_PARENT_PID"):
+    for name in (
+        "TANGO_BOKEH_EXTERNAL_URL",
+        "JUPYTER_BOKEH_EXTERNAL_URL",
+        "JUPYTERHUB_PUBLIC_URL",
+        "JPY_PARENT_PID",
+    ):
         env.pop(name, None)
     for name, sub in (
         ("JUPYTER_RUNTIME_DIR", "runtime"),
@@ -686,6 +691,7 @@ def test_url_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         "TANGO_BOKEH_EXTERNAL_URL",
         "JUPYTER_BOKEH_EXTERNAL_URL",
         "JUPYTERHUB_SERVICE_PREFIX",
+        "JUPYTERHUB_PUBLIC_URL",
         "JPY_PARENT_PID",
     ):
         monkeypatch.delenv(name, raising=False)
@@ -700,6 +706,12 @@ def test_url_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         } <= set(origins)
         url, origins = notebook.resolve_url("https://lab.example.org:8443/lab")
         assert url(5000) == "https://lab.example.org:5000/" and origins == ["lab.example.org:8443"]
+
+        # a hub that knows its public URL tells the user server: nothing to configure
+        monkeypatch.setenv("JUPYTERHUB_PUBLIC_URL", "https://hub.example.org/user/dave/")
+        url, origins = notebook.resolve_url()
+        assert url(5000) == "https://hub.example.org/user/dave/proxy/5000/"
+        assert origins == ["hub.example.org"]
 
         monkeypatch.setenv("JUPYTER_BOKEH_EXTERNAL_URL", "https://hub.example.org")
         monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/bob/")
