@@ -312,7 +312,13 @@ class Hub:
             cursor = Cursor(self, channel)
             channel.add_cursor(cursor)
         if new:
-            channel.handle = self.acquisition.start(parsed, channel, poll_period)
+            handle = self.acquisition.start(parsed, channel, poll_period)
+            with self._lock:
+                channel.handle = handle
+                # Released, or handed over to its device name's channel, before it had a handle.
+                dropped = self._channels.get(parsed.key) is not channel or not channel.cursors
+            if dropped:
+                handle.stop()
         return cursor
 
     def _resolved(self, channel: Channel, name: AttributeName) -> None:
