@@ -232,7 +232,7 @@ class Session:
     def states(self) -> dict[str, AttributeState]:
         """Metadata, mode and error of every subscribed attribute, for the views."""
         return {
-            name: AttributeState(name, c.info, c.mode, c.status, c.lost)
+            name: AttributeState(name, c.info, c.mode, c.status, c.lost, c.channel.queue_full)
             for name, c in self._cursors.items()
         }
 

@@ -6,13 +6,16 @@ import time
 
 import pytest
 import tango
+from bokeh.document import Document
 
 from tango_bokeh.hub import DEFAULT_CAPACITY, Channel, Cursor, Hub
+from tango_bokeh.monitor import MonitorSession
 from tango_bokeh.tango.acquisition import Acquisition, AcquisitionConfig, queue_size
 from tango_bokeh.tango.convert import sample_from_event, samples_from_events
 from tango_bokeh.tango.modes import Mode
 from tango_bokeh.tango.names import parse_name
 from tango_bokeh.tango.sample import AttributeInfo, Format, Quality, Sample
+from tango_bokeh.views import Trend
 
 from .conftest import wait_for
 
@@ -129,4 +132,31 @@ def test_a_full_queue_keeps_the_newest_and_is_counted(control_system):
         assert channel.received <= 5 * (channel.queue_full + 4)  # five per drain at most
         assert values == sorted(values) and values[-1] == pushed  # the newest survive
     finally:
+        hub.close()
+
+
+@pytest.mark.tango
+def test_an_event_storm_is_reported_in_its_trend_and_harms_no_other(control_system):
+    """A reader whose ring overflows says so in the storm's trend; the next trend is fine."""
+    hub = Hub(capacity={Format.SCALAR: 50})
+    device = tango.DeviceProxy(STORM)
+    device.Stop()
+    device.Payload = "scalar"
+    device.Rate = 5000.0
+    stormy, calm = Trend(f"{STORM}/Counter"), Trend("sim/counter/1/Counts")
+    session = MonitorSession(stormy, calm, hub=hub, callback_period=None)
+    try:
+        session.attach(Document())
+        wait_for(lambda: hub.stats().subscriptions == 2, what="both subscribed")
+        device.Start()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            time.sleep(0.2)  # five times a session's shortest tick
+            session.tick()
+        device.Stop()
+        assert "some were dropped" in stormy.problem_text
+        assert calm.problem_text == "" and len(calm._series[0].source.data["t"]) >= 2
+    finally:
+        device.Stop()
+        session.close()
         hub.close()

@@ -176,6 +176,28 @@ def test_trend_gaps_for_errors_invalid_and_stale_and_recovery():
     assert banner.visible and "API_EventTimeout" in banner.text
 
 
+def test_trend_says_when_an_event_storm_drops_samples():
+    trend = Trend(POS)
+    attach(trend)
+
+    def state(lost: int, queue_full: int) -> dict[str, AttributeState]:
+        return {POS: AttributeState(POS, INFOS[POS], Mode.CHANGE, None, lost, queue_full)}
+
+    trend.update({POS: [Sample(T0, 1.0)]}, T0 + 0.1, state(3, 0))  # losses before: not news
+    assert trend.problem_text == ""
+    trend.update({POS: [Sample(T0 + 1.0, 2.0)]}, T0 + 1.1, state(3, 0))
+    assert trend.problem_text == ""
+    trend.update({POS: [Sample(T0 + 2.0, 3.0)]}, T0 + 2.1, state(3, 1))  # Tango's queue was full
+    assert "some were dropped" in trend.problem_text
+    trend.update({POS: [Sample(T0 + 3.0, 4.0)]}, T0 + 3.1, state(9, 1))  # the ring overflowed
+    trend.update({POS: [Sample(T0 + 13.0, 5.0)]}, T0 + 13.0, state(9, 1))
+    assert "some were dropped" in trend.problem_text  # shown for 10 s after the last loss
+    trend.update({POS: [Sample(T0 + 14.0, 6.0)]}, T0 + 14.0, state(9, 1))
+    assert trend.problem_text == ""
+    trend.update({POS: [Sample(T0 + 15.0, None, Quality.INVALID)]}, T0 + 15.0, state(10, 1))
+    assert "value INVALID" in trend.problem_text  # worse news wins
+
+
 def test_trend_quality_colours_and_codes():
     trend = Trend(CNT)
     attach(trend)

@@ -29,6 +29,7 @@ class AttributeState:
     mode: Mode  # change/periodic/archive event, poll, pending (retrying), failed
     status: str | None  # why it is pending/failed (a Tango error text), else None
     lost: int = 0  # samples this reader lost to ring overflow so far
+    queue_full: int = 0  # times Tango's event queue was found full (events lost before the hub)
 
 
 class View(abc.ABC):

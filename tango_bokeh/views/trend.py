@@ -54,7 +54,7 @@ from bokeh.models import (
 from bokeh.plotting import figure
 
 from ..tango.sample import Format, Kind, Quality, Sample
-from .banner import Level, Problem
+from .banner import Level, Problem, attribute_problem, clock
 from .base import AttributeState
 from .palette import QUALITY_BY_CODE, QUALITY_CODES, QUALITY_COLORS, SERIES_COLORS
 from .panel import PanelView
@@ -62,6 +62,8 @@ from .style import PANEL_STYLES, style_figure
 
 #: Kinds a trend can plot (enums as their integer value).
 PLOTTABLE = (Kind.NUMBER, Kind.BOOL, Kind.ENUM)
+#: How long a trend says that events were dropped after the last loss.
+DROPPED_NOTICE_SECONDS = 10.0
 _INVALID = QUALITY_CODES[Quality.INVALID]
 
 #: Markers only for points whose quality is not VALID (quality code 0).
@@ -111,6 +113,8 @@ class _Series:
     in_gap: bool = False
     y_range_name: str = "default"
     rows_streamed: int = 0  # a counter, for tests and curiosity
+    losses: int | None = None  # lost + queue_full as last seen (None: not seen yet)
+    dropped_at: float = -math.inf  # when events were last found dropped (epoch s)
 
 
 class Trend(PanelView):
@@ -152,6 +156,7 @@ class Trend(PanelView):
         self._history_points = int(history_points)
         self._history_seconds = float(history_seconds)
         self._series: list[_Series] = []
+        self._now = -math.inf  # time of the latest update
         self._sent = np.full((3, len(self.attributes)), np.nan)  # x0, x1, y of the carry segments
 
     # -- options that controls change -------------------------------------------
@@ -373,9 +378,11 @@ class Trend(PanelView):
         states: Mapping[str, AttributeState],
     ) -> None:
         self._observe(batch, states)
+        self._now = now
         now_ms = float(to_display_ms(now))
         for series in self._series:
             self._learn(series, states.get(series.attribute))
+            self._count_losses(series, states.get(series.attribute), now)
             samples = batch.get(series.attribute)
             new = self._rows(series, samples) if samples and series.problem is None else None
             self._apply(series, new, now_ms)
@@ -383,7 +390,29 @@ class Trend(PanelView):
         self._refresh_banner()
 
     def _own_problems(self) -> dict[str, Problem]:
-        return {s.attribute: s.problem for s in self._series if s.problem is not None}
+        found = {s.attribute: s.problem for s in self._series if s.problem is not None}
+        for s in self._series:
+            if s.problem is not None or self._now - s.dropped_at > DROPPED_NOTICE_SECONDS:
+                continue
+            state, last = self._states.get(s.attribute), self._last.get(s.attribute)
+            if attribute_problem(s.attribute, state, last) is None:  # worse news first
+                found[s.attribute] = Problem(
+                    s.attribute,
+                    Level.WARNING,
+                    f"events arrive faster than this trend can keep: some were dropped "
+                    f"(last at {clock(s.dropped_at)})",
+                )
+        return found
+
+    @staticmethod
+    def _count_losses(series: _Series, state: AttributeState | None, now: float) -> None:
+        """Note when samples of an event storm were lost (ring or Tango queue overflow)."""
+        if state is None:
+            return
+        losses = state.lost + state.queue_full
+        if series.losses is not None and losses > series.losses:
+            series.dropped_at = now
+        series.losses = losses
 
     def _rows(self, series: _Series, samples: Sequence[Sample]) -> dict[str, np.ndarray] | None:
         """New rows for ``samples``: values, or one NaN row where a gap starts."""
