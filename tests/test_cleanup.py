@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from typing import Any
 
@@ -52,3 +53,14 @@ def test_pages_closed_together_cost_one_full_collection():
         hub.close()
     assert COLLECTOR.requested - requested == 2 * PAGES  # two per page, as bokeh does
     assert 1 <= len(full) <= 2  # one coalesced (and perhaps one of Python's own)
+
+
+def test_without_a_loop_a_collection_runs_at_once():
+    """bokeh may destroy a Document outside any server loop: nothing to defer to."""
+    result: list[int] = []
+    before = COLLECTOR.collections
+    thread = threading.Thread(target=lambda: result.append(COLLECTOR.collect()))
+    thread.start()
+    thread.join(10)
+    assert COLLECTOR.collections == before + 1 and result and result[0] >= 0
+    assert COLLECTOR.get_threshold() == gc.get_threshold()  # the rest of gc passes through
