@@ -114,7 +114,7 @@ class _Series:
     y_range_name: str = "default"
     rows_streamed: int = 0  # a counter, for tests and curiosity
     losses: int | None = None  # lost + queue_full as last seen (None: not seen yet)
-    dropped_at: float = -math.inf  # when events were last found dropped (epoch s)
+    dropped_at: float | None = None  # when events were last found dropped (epoch s)
 
 
 class Trend(PanelView):
@@ -392,7 +392,9 @@ class Trend(PanelView):
     def _own_problems(self) -> dict[str, Problem]:
         found = {s.attribute: s.problem for s in self._series if s.problem is not None}
         for s in self._series:
-            if s.problem is not None or self._now - s.dropped_at > DROPPED_NOTICE_SECONDS:
+            if s.problem is not None or s.dropped_at is None:
+                continue
+            if self._now - s.dropped_at > DROPPED_NOTICE_SECONDS:
                 continue
             state, last = self._states.get(s.attribute), self._last.get(s.attribute)
             if attribute_problem(s.attribute, state, last) is None:  # worse news first
