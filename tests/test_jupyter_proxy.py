@@ -13,20 +13,17 @@ The Jupyter server and its kernel are stopped by PID / process group.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 
 from tango_bokeh.sim import ControlSystem
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
-from .conftest import wait_for
+from .browser import HAVE_CHROMIUM
 from .test_notebook import kernel_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.tango]
@@ -40,8 +37,9 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from .test_jupyterlab import (  # noqa: E402
     Jupyter,
     NotebookPage,
-    last_values,
-    live_rows,
+    Traffic,
+    launched_chromium,
+    run_monitoring_cell,
     running_jupyterlab,
 )
 
@@ -84,80 +82,37 @@ def proxied_jupyter(control_system: ControlSystem, tmp_path: Path) -> Iterator[J
 
 def test_panel_through_jupyter_server_proxy(proxied_jupyter: Jupyter, tmp_path: Path):
     jupyter = proxied_jupyter
-    home = tmp_path / "chromium-home"  # its crash database and caches, not ~'s
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_CACHE_HOME": str(home / "cache"),
-    }
-    requests: list[str] = []
-    websockets: list[Any] = []
-    received: dict[str, int] = {}
-    console: list[str] = []
-
-    def on_websocket(ws: Any) -> None:
-        websockets.append(ws)
-        received[ws.url] = 0
-
-        def count(_payload: Any) -> None:
-            received[ws.url] += 1
-
-        ws.on("framereceived", count)
-
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env=env
+    with launched_chromium(tmp_path / "chromium-home") as chromium:
+        page = chromium.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+        traffic = Traffic(page)
+        page.goto(f"{jupyter.url}lab/tree/quickstart.ipynb?token={jupyter.token}")
+        run_monitoring_cell(
+            NotebookPage(page),
+            "through the proxy",
+            lambda: (
+                f"websockets: {traffic.websockets}\nconsole: {traffic.console}\n"
+                f"jupyter log: {jupyter.log.read_text()[-3000:]}"
+            ),
         )
+        # the kernel's own view of its bokeh server: on loopback, on this port
+        kernel = jupyter.kernel_client(page)
         try:
-            page = chromium.new_context(viewport={"width": 1400, "height": 1100}).new_page()
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("websocket", on_websocket)
-            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-            page.goto(f"{jupyter.url}lab/tree/quickstart.ipynb?token={jupyter.token}")
-            notebook = NotebookPage(page)
-            notebook.wait_kernel_idle()
-            notebook.run("import os")
-            cell = notebook.run("panel = monitor(")
-            cell.locator("canvas").first.wait_for(timeout=60_000)
-
-            try:
-                wait_for(lambda: live_rows(notebook) > 10, timeout=60, what="data in the page")
-                rows, values = live_rows(notebook), last_values(notebook)
-                wait_for(
-                    lambda: live_rows(notebook) > rows + 5 and last_values(notebook) != values,
-                    timeout=60,
-                    what="live values arriving through the proxy",
-                )
-            except AssertionError as exc:
-                raise AssertionError(
-                    f"{exc}\nwebsockets: {[w.url for w in websockets]}\nconsole: {console}\n"
-                    f"jupyter log: {jupyter.log.read_text()[-3000:]}"
-                ) from exc
-
-            # the kernel's own view of its bokeh server: on loopback, on this port
-            kernel = jupyter.kernel_client(page)
-            try:
-                address, bokeh_port = kernel.run(
-                    "import tango_bokeh.notebook as nb; s = nb.NotebookServer.current().server; "
-                    "print(s.address, s.port)"
-                ).split()
-            finally:
-                kernel.close()
+            address, bokeh_port = kernel.run(
+                "import tango_bokeh.notebook as nb; s = nb.NotebookServer.current().server; "
+                "print(s.address, s.port)"
+            ).split()
         finally:
-            chromium.close()
+            kernel.close()
 
     assert address == "127.0.0.1"
     proxied = f"{jupyter.url}proxy/{bokeh_port}/"
-    direct = [
-        u for u in requests + [w.url for w in websockets] if urlparse(u).port == int(bokeh_port)
-    ]
+    direct = [u for u in traffic.urls if urlparse(u).port == int(bokeh_port)]
     assert not direct, f"the page went around the proxy: {direct}"
-    assert any(u.startswith(proxied) and "/static/js/bokeh" in u for u in requests), requests
-    bokeh_sockets = [w.url for w in websockets if "/proxy/" in w.url]
-    assert bokeh_sockets, [w.url for w in websockets]
+    assert any(u.startswith(proxied) and "/static/js/bokeh" in u for u in traffic.requests)
+    bokeh_sockets = [u for u in traffic.websockets if "/proxy/" in u]
+    assert bokeh_sockets, traffic.websockets
     assert all(u.startswith(proxied.replace("http:", "ws:", 1)) for u in bokeh_sockets)
-    assert any(received[u] > 1 for u in bokeh_sockets), received  # patches flow through it
-    print(f"bokeh server 127.0.0.1:{bokeh_port}, websockets {bokeh_sockets}, frames {received}")
-    errors = [c for c in console if c.startswith("error") and "bokeh" in c.lower()]
+    assert any(traffic.frames[u] > 1 for u in bokeh_sockets), traffic.frames  # patches flow
+    print(f"bokeh server 127.0.0.1:{bokeh_port}, websockets {bokeh_sockets}, {traffic.frames}")
+    errors = [c for c in traffic.console if c.startswith("error") and "bokeh" in c.lower()]
     assert not errors, errors

@@ -20,11 +20,9 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.error import URLError
 from urllib.parse import urlparse
 from urllib.request import urlopen
@@ -34,7 +32,7 @@ import pytest
 
 from tango_bokeh.sim import ControlSystem
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from .browser import HAVE_CHROMIUM
 from .conftest import wait_for
 from .test_notebook import kernel_env
 
@@ -53,7 +51,12 @@ pytest.importorskip("jupyterhub")
 pytest.importorskip("jupyter_server_proxy")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from .test_jupyterlab import NotebookPage, last_values, live_rows  # noqa: E402
+from .test_jupyterlab import (  # noqa: E402
+    NotebookPage,
+    Traffic,
+    launched_chromium,
+    run_monitoring_cell,
+)
 
 
 def free_ports(count: int) -> list[int]:
@@ -186,63 +189,25 @@ def jupyterhub(control_system: ControlSystem, tmp_path: Path) -> Iterator[Hub]:
 
 def test_panel_in_a_jupyterhub_user_server(jupyterhub: Hub, tmp_path: Path):
     hub = jupyterhub
-    home = tmp_path / "chromium-home"
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_CACHE_HOME": str(home / "cache"),
-    }
-    requests: list[str] = []
-    websockets: list[Any] = []
-    received: dict[str, int] = {}
-
-    def on_websocket(ws: Any) -> None:
-        websockets.append(ws)
-        received[ws.url] = 0
-        ws.on("framereceived", lambda _payload: received.__setitem__(ws.url, received[ws.url] + 1))
-
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env=env
+    with launched_chromium(tmp_path / "chromium-home") as chromium:
+        page = chromium.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+        traffic = Traffic(page)
+        page.goto(f"{hub.url}hub/login")
+        page.fill("input[name=username]", USER)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_url(f"**/user/{USER}/lab**", timeout=120_000)
+        page.goto(f"{hub.url}user/{USER}/lab/tree/quickstart.ipynb")
+        run_monitoring_cell(
+            NotebookPage(page),
+            "through the hub",
+            lambda: f"websockets: {traffic.websockets}\nhub log: {hub.log.read_text()[-4000:]}",
         )
-        try:
-            page = chromium.new_context(viewport={"width": 1400, "height": 1100}).new_page()
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("websocket", on_websocket)
-            page.goto(f"{hub.url}hub/login")
-            page.fill("input[name=username]", USER)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("input[type=submit], button[type=submit]")
-            page.wait_for_url(f"**/user/{USER}/lab**", timeout=120_000)
-            page.goto(f"{hub.url}user/{USER}/lab/tree/quickstart.ipynb")
-            notebook = NotebookPage(page)
-            notebook.wait_kernel_idle()
-            notebook.run("import os")
-            cell = notebook.run("panel = monitor(")
-            cell.locator("canvas").first.wait_for(timeout=60_000)
-            try:
-                wait_for(lambda: live_rows(notebook) > 10, timeout=60, what="data in the page")
-                rows, values = live_rows(notebook), last_values(notebook)
-                wait_for(
-                    lambda: live_rows(notebook) > rows + 5 and last_values(notebook) != values,
-                    timeout=60,
-                    what="live values arriving through the hub",
-                )
-            except AssertionError as exc:
-                raise AssertionError(
-                    f"{exc}\nwebsockets: {[w.url for w in websockets]}\n"
-                    f"hub log: {hub.log.read_text()[-4000:]}"
-                ) from exc
-        finally:
-            chromium.close()
-            time.sleep(0.2)
 
     public = urlparse(hub.url)
-    network = [u for u in requests + [w.url for w in websockets] if u.startswith(("http", "ws"))]
-    outside = [u for u in network if urlparse(u).port != public.port]
+    outside = [u for u in traffic.urls if urlparse(u).port != public.port]
     assert not outside, f"the page went around the hub's proxy: {outside[:5]}"
-    panel = [w.url for w in websockets if f"/user/{USER}/proxy/" in w.url]
-    assert panel, [w.url for w in websockets]
-    assert any(received[u] > 1 for u in panel), received  # patches flow through the hub
-    assert any(f"/user/{USER}/proxy/" in u and "/static/js/bokeh" in u for u in requests)
+    panel = [u for u in traffic.websockets if f"/user/{USER}/proxy/" in u]
+    assert panel, traffic.websockets
+    assert any(traffic.frames[u] > 1 for u in panel), traffic.frames  # patches flow through it
+    assert any(f"/user/{USER}/proxy/" in u and "/static/js/bokeh" in u for u in traffic.requests)

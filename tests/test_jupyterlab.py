@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,7 +219,13 @@ def running_jupyterlab(
 
 @pytest.fixture(scope="module")
 def browser(jupyter: Jupyter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    home = tmp_path_factory.mktemp("chromium-home")  # its crash database and caches, not ~'s
+    with launched_chromium(tmp_path_factory.mktemp("chromium-home")) as chromium:
+        yield chromium
+
+
+@contextlib.contextmanager
+def launched_chromium(home: Path) -> Iterator[Any]:
+    """Headless Chromium keeping its crash database and caches in ``home``, not in ~."""
     env = {
         **os.environ,
         "HOME": str(home),
@@ -319,6 +325,48 @@ def live_rows(page: NotebookPage) -> int:
 def last_values(page: NotebookPage) -> list[float]:
     docs = [d for d in page.bokeh() if d["roots"]]
     return [v for s in docs[-1]["sources"] for v in s["last"].values()] if docs else []
+
+
+class Traffic:
+    """What a page loads: request URLs, websockets, frames received per websocket, console."""
+
+    def __init__(self, page: Any) -> None:
+        self.requests: list[str] = []
+        self.websockets: list[str] = []
+        self.frames: dict[str, int] = {}
+        self.console: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("websocket", self._websocket)
+        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+
+    def _websocket(self, ws: Any) -> None:
+        self.websockets.append(ws.url)
+        self.frames[ws.url] = 0
+        ws.on("framereceived", lambda _: self.frames.__setitem__(ws.url, self.frames[ws.url] + 1))
+
+    @property
+    def urls(self) -> list[str]:
+        """Every network URL (requests and websockets; no blob: or data:)."""
+        return [u for u in self.requests + self.websockets if u.startswith(("http", "ws"))]
+
+
+def run_monitoring_cell(notebook: NotebookPage, via: str, diagnostics: Callable[[], str]) -> None:
+    """Run the quickstart's monitoring cell; wait until live values keep arriving (``via``
+    says how, for the message; ``diagnostics()`` is added to it on failure)."""
+    notebook.wait_kernel_idle()
+    notebook.run("import os")
+    cell = notebook.run("panel = monitor(")
+    cell.locator("canvas").first.wait_for(timeout=60_000)
+    try:
+        wait_for(lambda: live_rows(notebook) > 10, timeout=60, what="data in the page")
+        rows, values = live_rows(notebook), last_values(notebook)
+        wait_for(
+            lambda: live_rows(notebook) > rows + 5 and last_values(notebook) != values,
+            timeout=60,
+            what=f"live values arriving {via}",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{diagnostics()}") from exc
 
 
 def hub_line(status: str) -> str:
