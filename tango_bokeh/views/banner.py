@@ -17,7 +17,7 @@ from enum import IntEnum
 from bokeh.models import Div
 
 from ..tango.modes import Mode
-from ..tango.sample import Quality, Sample
+from ..tango.sample import AttributeInfo, Format, Kind, Quality, Sample
 from .base import AttributeState
 
 
@@ -50,6 +50,29 @@ def clock(t: float) -> str:
     if time.strftime("%Y-%m-%d", local) != time.strftime("%Y-%m-%d"):
         text = time.strftime("%Y-%m-%d ", local) + text
     return text
+
+
+#: The views that show each data format, for "use ..." advice.
+VIEWS_FOR = {
+    Format.SCALAR: "Trend or ValueTable",
+    Format.SPECTRUM: "Spectrum",
+    Format.IMAGE: "Image",
+}
+
+
+def unsuitable(
+    attribute: str, info: AttributeInfo, wanted: Format, not_numbers: str
+) -> Problem | None:
+    """Why a view of ``wanted`` format cannot plot ``attribute``, if it cannot.
+
+    ``not_numbers`` is the message for values that are not numbers, with ``{kind}``.
+    """
+    if info.format is not wanted:
+        advice = f"is a {info.format} attribute: use {VIEWS_FOR[info.format]}"
+        return Problem(attribute, Level.ERROR, advice)
+    if info.kind not in (Kind.NUMBER, Kind.BOOL):
+        return Problem(attribute, Level.ERROR, not_numbers.format(kind=info.kind))
+    return None
 
 
 def attribute_problem(

@@ -35,8 +35,8 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from ..tango.sample import AttributeInfo, Format, Kind, Sample
-from .banner import Level, Problem, clock
+from ..tango.sample import AttributeInfo, Format, Sample
+from .banner import Level, Problem, clock, unsuitable
 from .base import AttributeState
 from .panel import PanelView
 from .spectrum import _newest_frame
@@ -208,15 +208,11 @@ class Image(PanelView):
         if info is None or self._info is info:
             return
         self._info = info
-        if info.format is not Format.IMAGE:
-            use = "Spectrum" if info.format is Format.SPECTRUM else "Trend or ValueTable"
-            self._problem = Problem(
-                self.attribute, Level.ERROR, f"is a {info.format} attribute: use {use}"
-            )
-        elif info.kind not in (Kind.NUMBER, Kind.BOOL):
-            self._problem = Problem(
-                self.attribute, Level.ERROR, f"is an image of {info.kind}s: an Image shows numbers"
-            )
+        problem = unsuitable(
+            self.attribute, info, Format.IMAGE, "is an image of {kind}s: an Image shows numbers"
+        )
+        if problem is not None:
+            self._problem = problem
         elif info.unit:
             self._figure.right[0].title = info.unit
 

@@ -27,8 +27,8 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from ..tango.sample import AttributeInfo, Format, Kind, Sample
-from .banner import Level, Problem, clock
+from ..tango.sample import AttributeInfo, Format, Sample
+from .banner import Level, Problem, clock, unsuitable
 from .base import AttributeState
 from .palette import SERIES_COLORS, fade
 from .panel import PanelView
@@ -157,17 +157,15 @@ class Spectrum(PanelView):
         info = state.info if state is not None else None
         if info is not None and info is not self._info:
             self._info = info
-            if info.format is not Format.SPECTRUM:
-                use = "Trend or ValueTable" if info.format is Format.SCALAR else "Image"
-                self._problem = Problem(
-                    self.attribute, Level.ERROR, f"is a {info.format} attribute: use {use}"
-                )
-            elif info.kind not in (Kind.NUMBER, Kind.BOOL):
-                self._problem = Problem(
+            self._problem = (
+                unsuitable(
                     self.attribute,
-                    Level.ERROR,
-                    f"is a spectrum of {info.kind}s: a Spectrum plots numbers",
+                    info,
+                    Format.SPECTRUM,
+                    "is a spectrum of {kind}s: a Spectrum plots numbers",
                 )
+                or self._problem
+            )
             self._figure.yaxis.axis_label = _axis_label(info)
         if self.x_attribute and self._x_info is None:
             x_state = states.get(self.x_attribute)
