@@ -95,9 +95,16 @@ def _palette(value: str) -> str:
     return value
 
 
+#: Longest texts a file may give (docs/dashboards.md, "Limits"): a title is one line,
+#: a description a paragraph, a Tango name at most a few hundred characters.
+MAX_TITLE = 200
+MAX_DESCRIPTION = 4000
+MAX_NAME = 512
+
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-AttributeRef = Annotated[str, AfterValidator(_attribute_name)]
-CommandRef = Annotated[str, AfterValidator(_command_name)]
+AttributeRef = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_attribute_name)]
+CommandRef = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_command_name)]
+Title = Annotated[str, Field(max_length=MAX_TITLE)]
 ColorName = Annotated[str, AfterValidator(_color)]
 Range = tuple[float, float]
 
@@ -137,7 +144,7 @@ class Command(Strict):
     """A command button (``commands:`` list entry): shown to logged-in users only, confirmed."""
 
     command: CommandRef
-    label: str | None = None
+    label: Title | None = None
     argument: bool = False  # show an input for the command's argument
 
     @property
@@ -159,7 +166,7 @@ CommandEntry = Annotated[Command, BeforeValidator(_command_entry)]
 class PanelBase(Strict):
     """Keys every view panel accepts."""
 
-    title: str | None = None
+    title: Title | None = None
     poll_period: Seconds | None = None  # client polling period for attributes without events
     commands: list[CommandEntry] = Field(default_factory=list)
 
@@ -170,7 +177,7 @@ class PanelBase(Strict):
 
 class _Labelled(PanelBase):
     attributes: list[AttributeRef] = Field(min_length=1)
-    labels: list[str] | None = None
+    labels: list[Title] | None = None
     # Writing: ``true`` for every writable attribute of the panel, or a list of them.
     write: WriteSetting = False
 
@@ -274,7 +281,7 @@ class Panel(Strict):
     table: Table | None = None
     row: list[Panel] | None = None
     column: list[Panel] | None = None
-    tabs: dict[str, list[Panel]] | None = None
+    tabs: dict[Title, list[Panel]] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -327,8 +334,8 @@ class Panel(Strict):
 class Dashboard(Strict):
     """A whole dashboard file."""
 
-    title: str = Field(min_length=1)
-    description: str | None = None
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
     tango_host: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+:\d{1,5}$")] | None = None
     refresh: Seconds = 1.0  # seconds between page updates (at least 0.1)
     poll_period: Seconds | None = None  # default client polling period of this dashboard
