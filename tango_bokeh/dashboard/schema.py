@@ -10,8 +10,9 @@ is checked separately, by :mod:`tango_bokeh.dashboard.check`.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -28,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..tango.modes import MAX_POLL_PERIOD, MIN_POLL_PERIOD
 from ..tango.names import InvalidName, parse_name
 
 #: Keys naming a panel; exactly one per list entry.
@@ -36,27 +38,63 @@ CONTAINER_KINDS = ("row", "column", "tabs")
 PANEL_KINDS = VIEW_KINDS + CONTAINER_KINDS
 
 _DURATION = re.compile(
-    r"^\s*(?P<number>\d+(?:\.\d*)?|\.\d+)\s*"
-    r"(?P<unit>ms|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hour|hours)?\s*$"
+    r"^\s*(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?)\s*"
+    r"(?P<unit>ms|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hour|hours|d|day|days)?"
+    r"\s*$"
 )
 _UNIT_SECONDS = {
     None: 1.0, "ms": 1e-3, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
     "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
-    "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "h": 3600.0, "hour": 3600.0, "hours": 3600.0, "d": 86400.0, "day": 86400.0, "days": 86400.0,
 }  # fmt: skip
+_DURATION_HINT = "write e.g. 30, '30 s', '10 min' or '2 h'"
 
 
 def parse_duration(value: Any) -> Any:
-    """``600``, ``"600 s"``, ``"10 min"``, ``"1.5 h"``, ``"250 ms"`` -> seconds (float)."""
+    """``600``, ``"600 s"``, ``"10 min"``, ``"1.5 h"``, ``"250 ms"`` -> seconds (a finite float)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30, '30 s', '10 min' or '2 h'")
+    seconds = None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
         match = _DURATION.match(value.lower())
         if match:
-            return float(match.group("number")) * _UNIT_SECONDS[match.group("unit")]
-    raise ValueError(f"{value!r} is not a duration: write e.g. 30, '30 s', '10 min' or '2 h'")
+            seconds = float(match.group("number")) * _UNIT_SECONDS[match.group("unit")]
+    if seconds is None:
+        raise ValueError(f"{value!r} is not a duration: {_DURATION_HINT}")
+    if not math.isfinite(seconds):  # YAML's .inf and .nan, or '1e400 s'
+        shown = value if isinstance(value, str) else seconds
+        raise ValueError(f"{shown!r} is not a finite duration: {_DURATION_HINT}")
+    return seconds
+
+
+#: (minimum, maximum) in seconds of each duration key; docs/dashboards.md states them.
+REFRESH_BOUNDS = (0.1, 60.0)  # page updates: faster loads the browser, slower is not live
+POLL_PERIOD_BOUNDS = (MIN_POLL_PERIOD, MAX_POLL_PERIOD)  # the acquisition's own rule
+HISTORY_BOUNDS = (1.0, 7 * 86400.0)  # a trend's window (its points are bounded apart)
+
+
+def _spoken(seconds: float) -> str:
+    """A bound as the documentation writes it: ``0.1 s``, ``1 min``, ``1 h``, ``7 days``."""
+    for size, one, many in ((86400.0, "day", "days"), (3600.0, "h", "h"), (60.0, "min", "min")):
+        if seconds >= size and seconds % size == 0:
+            count = seconds / size
+            return f"{count:g} {one if count == 1 else many}"
+    return f"{seconds:g} s"
+
+
+def _within(low: float, high: float) -> Callable[[float], float]:
+    """Validator: a duration between ``low`` and ``high`` seconds (both allowed)."""
+
+    def check(value: float) -> float:
+        if value < low:
+            raise ValueError(f"must be at least {_spoken(low)}, got {value:g} s")
+        if value > high:
+            raise ValueError(f"must be at most {_spoken(high)}, got {value:g} s")
+        return value
+
+    return check
 
 
 def _attribute_name(value: str) -> str:
@@ -101,7 +139,10 @@ MAX_TITLE = 200
 MAX_DESCRIPTION = 4000
 MAX_NAME = 512
 
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Refresh = Annotated[Duration, AfterValidator(_within(*REFRESH_BOUNDS))]
+PollPeriod = Annotated[Duration, AfterValidator(_within(*POLL_PERIOD_BOUNDS))]
+History = Annotated[Duration, AfterValidator(_within(*HISTORY_BOUNDS))]
 AttributeRef = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_attribute_name)]
 CommandRef = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_command_name)]
 Title = Annotated[str, Field(max_length=MAX_TITLE)]
@@ -110,6 +151,8 @@ Range = tuple[float, float]
 
 
 def _ordered(value: Range | None) -> Range | None:
+    if value is not None and not (math.isfinite(value[0]) and math.isfinite(value[1])):
+        raise ValueError(f"bounds must be finite numbers, got [{value[0]}, {value[1]}]")
     if value is not None and not value[0] < value[1]:
         raise ValueError(f"the first bound must be below the second, got [{value[0]}, {value[1]}]")
     return value
@@ -167,7 +210,7 @@ class PanelBase(Strict):
     """Keys every view panel accepts."""
 
     title: Title | None = None
-    poll_period: Seconds | None = None  # client polling period for attributes without events
+    poll_period: PollPeriod | None = None  # client polling of attributes without events
     commands: list[CommandEntry] = Field(default_factory=list)
 
     def attribute_refs(self) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
@@ -213,7 +256,7 @@ class Trend(_Labelled):
 
     height: int | None = Field(default=None, ge=100, le=2000)
     colors: list[ColorName] | None = None
-    history: Seconds = 600.0  # time window kept and shown
+    history: History = 600.0  # time window kept and shown
     points: int = Field(default=10_000, ge=10, le=1_000_000)  # at most this many per line
     log_y: bool = False
     y_range: OrderedRange | None = None
@@ -337,16 +380,9 @@ class Dashboard(Strict):
     title: str = Field(min_length=1, max_length=MAX_TITLE)
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
     tango_host: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+:\d{1,5}$")] | None = None
-    refresh: Seconds = 1.0  # seconds between page updates (at least 0.1)
-    poll_period: Seconds | None = None  # default client polling period of this dashboard
+    refresh: Refresh = 1.0  # seconds between page updates
+    poll_period: PollPeriod | None = None  # default client polling period of this dashboard
     panels: list[Panel] = Field(min_length=1)
-
-    @field_validator("refresh")
-    @classmethod
-    def _refresh_floor(cls, value: float) -> float:
-        if value < 0.1:
-            raise ValueError(f"refresh must be at least 0.1 s, got {value:g} s")
-        return value
 
     def walk(self) -> Iterator[tuple[tuple[str | int, ...], Panel]]:
         """Every panel (containers too) with its key path, depth first."""
