@@ -48,9 +48,9 @@ def dashboard_text(poll: float) -> str:
 
 
 def measure(design: str, viewers: int, seconds: float, poll: float, path: Path) -> dict:
-    from bokeh.client import pull_session
-
     from tango_bokeh.dashboard.build import DashboardSession
+    from tango_bokeh.dashboard.client import open_page
+    from tango_bokeh.dashboard.guard import UNLIMITED
     from tango_bokeh.dashboard.loader import load
     from tango_bokeh.dashboard.server import DashboardServer, ServeOptions, Serving
     from tango_bokeh.hub import Hub
@@ -80,11 +80,11 @@ def measure(design: str, viewers: int, seconds: float, poll: float, path: Path) 
         server = DashboardServer([dashboard], hub=shared)
     else:
         server = Naive([dashboard])
-    running = Serving(server, ServeOptions(port=0)).start_thread()
+    running = Serving(server, ServeOptions(port=0, limits=UNLIMITED)).start_thread()
     clients = []
     try:
         for _ in range(viewers):
-            clients.append(pull_session(url=f"{running.url}/{dashboard.name}"))
+            clients.append(open_page(f"{running.url}/{dashboard.name}"))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             modes = [c.mode for h in hubs for c in h._channels.values()]

@@ -51,11 +51,10 @@ class FullCollections:
 
 def release(url: str, hub: Hub, pages: int, timeout: float = 300.0) -> dict[str, float]:
     """Open ``pages`` pages, wait until every attribute is live, close them all."""
-    from bokeh.client import pull_session
-
+    from tango_bokeh.dashboard.client import open_page
     from tango_bokeh.tango.modes import Mode
 
-    clients = [pull_session(url=url) for _ in range(pages)]
+    clients = [open_page(url) for _ in range(pages)]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         stats = hub.stats()
@@ -88,6 +87,7 @@ def measure(design: str, pages: int, lifetime: float) -> tuple[dict, dict]:
 
     import tango_bokeh.app
     from tango_bokeh import cleanup
+    from tango_bokeh.dashboard.guard import UNLIMITED
     from tango_bokeh.dashboard.loader import load
     from tango_bokeh.dashboard.server import DashboardServer, ServeOptions, Serving
 
@@ -101,7 +101,9 @@ def measure(design: str, pages: int, lifetime: float) -> tuple[dict, dict]:
     dashboard = load(ROOT / "dashboards" / "demo.yaml")
     hub = Hub()
     server = DashboardServer([dashboard], hub=hub)
-    running = Serving(server, ServeOptions(port=0, unused_session_lifetime=lifetime)).start_thread()
+    running = Serving(
+        server, ServeOptions(port=0, unused_session_lifetime=lifetime, limits=UNLIMITED)
+    ).start_thread()
     try:
         url = f"{running.url}/{dashboard.name}"
         release(url, hub, 1)  # warm-up: imports, first connections

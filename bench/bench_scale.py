@@ -199,6 +199,7 @@ def run(
     from playwright.sync_api import sync_playwright
 
     from tango_bokeh.dashboard.build import DashboardSession
+    from tango_bokeh.dashboard.guard import UNLIMITED
     from tango_bokeh.dashboard.loader import load
     from tango_bokeh.dashboard.server import DashboardServer, ServeOptions, Serving
     from tango_bokeh.hub import Hub
@@ -231,7 +232,7 @@ def run(
             return factory
 
     server: DashboardServer = Server([load(path)], hub=hub)
-    running = Serving(server, ServeOptions(port=0)).start_thread(freeze_gc=True)
+    running = Serving(server, ServeOptions(port=0, limits=UNLIMITED)).start_thread(freeze_gc=True)
     heartbeat = Heartbeat(running._loop)
     pauses = GcPauses()
     storms = [tango.DeviceProxy(f"bench/storm/{i}") for i in range(count)]

@@ -25,11 +25,17 @@ from .session import Session
 log = logging.getLogger(__name__)
 
 
-def session_application(factory: Callable[[Document], Session]) -> Application:
+def session_application(
+    factory: Callable[[Document], Session],
+    identify: Callable[[Any], dict[str, Any]] | None = None,
+) -> Application:
     """An application making one session per browser Document.
 
     ``factory(doc)`` builds the session; it is then attached to ``doc``. A
     factory that raises shows its error in the page instead of a blank one.
+    ``identify(request)`` (bokeh's ``process_request`` hook) runs on the page
+    request and returns JSON-able data stored in the session's token, which
+    the server signs; the factory reads it from ``doc.session_context.token``.
     """
 
     def make_document(doc: Document) -> None:
@@ -41,7 +47,10 @@ def session_application(factory: Callable[[Document], Session]) -> Application:
             raise
 
     coalesce_collections()
-    return Application(FunctionHandler(make_document), SessionLifecycle())
+    handler = FunctionHandler(make_document)
+    if identify is not None:
+        handler.process_request = identify  # type: ignore[method-assign]
+    return Application(handler, SessionLifecycle())
 
 
 class ThreadedServer:

@@ -122,7 +122,9 @@ def _serve_dashboards(
 ) -> int:
     """Load the files (errors: exit 1), serve them until a signal."""
     from .dashboard.auth import Access, UsersFile, UsersFileError
+    from .dashboard.keys import SecretError, default_state_dir, derive, load_secret
     from .dashboard.loader import DashboardError, load_all
+    from .dashboard.logins import LoginStore
     from .dashboard.server import DashboardServer, print_urls, serve_forever
 
     try:
@@ -145,11 +147,16 @@ def _serve_dashboards(
             "--users file was given: every page is read-only.",
             err=True,
         )
-    secret = os.environ.get("TANGO_BOKEH_COOKIE_SECRET")
-    access = Access(users_file, secret.encode() if secret else None)
-    logging.getLogger("tango_bokeh.audit").setLevel(logging.INFO)
+    state_dir = options.state_dir or default_state_dir()
+    try:
+        secret = load_secret(options.secret_file, state_dir)
+    except SecretError as exc:
+        raise click.ClickException(str(exc)) from None
+    logins = LoginStore(state_dir / "logins.sqlite") if users_file is not None else None
+    access = Access(users_file, derive(secret, "cookies"), logins)
+    _log_audit(options.audit_log)
     logging.getLogger("tango_bokeh.dashboard.auth").setLevel(logging.INFO)
-    server = DashboardServer(dashboards, access=access)
+    server = DashboardServer(dashboards, access=access, secret=secret)
     urls = print_urls(server)
 
     def announce(url: str, port: int) -> None:
@@ -168,6 +175,21 @@ def _serve_dashboards(
                 "choose another --port (0: any free port) or --address"
             ) from None
         raise
+
+
+def _log_audit(path: Path | None) -> None:
+    """Audit lines (writes, commands, refusals) to the log and, if given, to ``path``."""
+    audit = logging.getLogger("tango_bokeh.audit")
+    audit.setLevel(logging.INFO)
+    if path is None:
+        return
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot write the audit log ({exc.strerror})") from None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    audit.addHandler(handler)
 
 
 class DashboardsInvalid(click.ClickException):
@@ -193,6 +215,24 @@ _serve_options = [
                  metavar="MS", help="How long a closed page keeps its subscriptions."),
     click.option("--check-unused-sessions", type=int, default=1000, show_default=True,
                  metavar="MS", help="How often closed pages are looked for."),
+    click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="File with the secret that signs sessions and login cookies (mode 600; "
+                      "default: $TANGO_BOKEH_SECRET, else STATE_DIR/secret, made once)."),
+    click.option("--secrets-dir", "secrets_dir", type=click.Path(file_okay=False, path_type=Path),
+                 default=None, help="Where the server keeps its secret and its logins "
+                 "(default: $XDG_STATE_HOME/tango-bokeh)."),
+    click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Also write every write, command and refusal to this file."),
+    click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
+                 help="A reverse proxy (address or network) whose X-Forwarded-For and "
+                      "X-Forwarded-Proto are believed (repeatable)."),
+    click.option("--health-detail", is_flag=True,
+                 help="/healthz shows hosts, sessions and pid to anyone (default: to "
+                      "logged-in users only)."),
+    click.option("--max-sessions", type=click.IntRange(1), default=500, show_default=True,
+                 help="Open pages the server holds at most."),
+    click.option("--max-sessions-per-address", type=click.IntRange(1), default=60,
+                 show_default=True, help="Open pages one client address may hold."),
 ]  # fmt: skip
 
 
@@ -229,6 +269,13 @@ def serve(
     users: Path | None,
     unused_session_lifetime: int,
     check_unused_sessions: int,
+    secret_file: Path | None,
+    secrets_dir: Path | None,
+    audit_log: Path | None,
+    trusted_proxies: tuple[str, ...],
+    health_detail: bool,
+    max_sessions: int,
+    max_sessions_per_address: int,
     num_procs: int,
     check: bool,
     check_only: bool,
@@ -257,6 +304,12 @@ def serve(
     if check_only:
         click.echo(f"{len(files)} dashboard file(s) OK.")
         return
+    from .dashboard.guard import Limits, trusted_networks
+
+    try:
+        trusted_networks(trusted_proxies)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trusted-proxy") from None
     options = ServeOptions(
         address=address,
         port=port,
@@ -264,6 +317,12 @@ def serve(
         num_procs=num_procs,
         unused_session_lifetime=unused_session_lifetime / 1000,
         check_unused_sessions=check_unused_sessions / 1000,
+        limits=Limits(max_sessions=max_sessions, max_sessions_per_address=max_sessions_per_address),
+        trusted_proxies=trusted_proxies,
+        health_detail=health_detail,
+        secret_file=secret_file,
+        state_dir=secrets_dir,
+        audit_log=audit_log,
     )
     sys.exit(_serve_dashboards(list(files), options, users))
 
@@ -330,7 +389,7 @@ def demo(
             http_port = 0
         if not no_motion and system.start_servers:
             motion = DemoMotion(system.tango_host).start()
-        options = ServeOptions(address=address, port=http_port)
+        options = ServeOptions(address=address, port=http_port, state_dir=state_dir)
         _serve_dashboards(files, options, users)
     finally:
         click.echo("Stopping ...")

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from .ring import Ring
 from .tango.acquisition import Acquisition, AcquisitionConfig, Handle
-from .tango.modes import Mode
+from .tango.modes import Mode, checked_poll_period
 from .tango.names import AttributeName, parse_name
 from .tango.sample import AttributeInfo, Format, Sample
 
@@ -53,6 +53,8 @@ class HubStats:
     polled_devices: int
     device_reads: int
     attributes: dict[str, ChannelStats] = field(default_factory=dict)
+    #: Times each acquisition thread died and was restarted (``scheduler``, ``drain``).
+    worker_restarts: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -295,11 +297,14 @@ class Hub:
             return cls._default
 
     def subscribe(self, name: str | AttributeName, poll_period: float | None = None) -> Cursor:
-        """A new cursor on ``name``; raises :class:`~tango_bokeh.tango.InvalidName` if malformed.
+        """A new cursor on ``name``; raises :class:`~tango_bokeh.tango.InvalidName` if malformed,
+        ``ValueError`` if ``poll_period`` (seconds) is not finite or outside 0.1 s … 1 h.
 
         Returns at once: acquisition (or the error explaining why there is none)
         shows up in the cursor's samples, ``mode`` and ``status``.
         """
+        if poll_period is not None:  # refused here, not on an acquisition thread
+            poll_period = checked_poll_period(poll_period)
         parsed = name if isinstance(name, AttributeName) else parse_name(name)
         with self._lock:
             if self._closed:
@@ -377,6 +382,7 @@ class Hub:
             polled_devices=acq["polled_devices"],
             device_reads=acq["device_reads"],
             attributes=per,
+            worker_restarts=dict(acq.get("worker_restarts", {})),
         )
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 import tango
-from bokeh.client import pull_session
 
+from tango_bokeh.dashboard.client import open_page
 from tango_bokeh.sim import ControlSystem
 
 from .conftest import wait_for
@@ -25,10 +26,12 @@ from .conftest import wait_for
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "dashboards" / "demo.yaml"
 CLI = [sys.executable, "-m", "tango_bokeh.cli"]
+SECRET = secrets.token_urlsafe(48)
 
 
 def _env(tango_host: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TANGO_HOST"}
+    env["TANGO_BOKEH_SECRET"] = SECRET  # nothing written to the home directory
     if tango_host:
         env["TANGO_HOST"] = tango_host
     return env
@@ -161,7 +164,7 @@ def _health(url: str) -> dict:
 
 def test_num_procs_forks_workers_after_checking_and_stops_them(control_system: ControlSystem):
     served = Running(
-        [*CLI, "serve", str(DEMO), "--port", "0", "--num-procs", "2"],
+        [*CLI, "serve", str(DEMO), "--port", "0", "--num-procs", "2", "--health-detail"],
         _env(control_system.tango_host),
     )
     try:
@@ -178,7 +181,7 @@ def test_num_procs_forks_workers_after_checking_and_stops_them(control_system: C
         clients = []
         try:
             for _ in range(6):
-                clients.append(pull_session(url=f"{url}/demo"))
+                clients.append(open_page(f"{url}/demo"))
                 assert clients[-1].document.get_model_by_name("dashboard") is not None
             deadline = time.monotonic() + 20
             while len(pids) < 2 and time.monotonic() < deadline:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import tango
-from bokeh.client import pull_session
 from bokeh.document import Document
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -25,6 +24,7 @@ from tornado.websocket import websocket_connect
 
 from tango_bokeh.dashboard.auth import ANONYMOUS, Viewer
 from tango_bokeh.dashboard.build import DashboardSession
+from tango_bokeh.dashboard.client import open_page
 from tango_bokeh.dashboard.control import Actuator
 from tango_bokeh.dashboard.loader import load, parse
 from tango_bokeh.dashboard.server import DashboardServer, ServeOptions, Serving
@@ -59,7 +59,9 @@ def metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 @pytest.fixture
 def serving(hub: Hub) -> Iterator[Serving]:
     server = DashboardServer([load(DEMO)], hub=hub)
-    options = ServeOptions(port=0, unused_session_lifetime=2.0, check_unused_sessions=0.5)
+    options = ServeOptions(
+        port=0, unused_session_lifetime=2.0, check_unused_sessions=0.5, health_detail=True
+    )
     running = Serving(server, options).start_thread()
     try:
         yield running
@@ -70,7 +72,7 @@ def serving(hub: Hub) -> Iterator[Serving]:
 def test_many_viewers_share_one_acquisition_per_attribute(serving: Serving, hub: Hub):
     demo = load(DEMO)
     distinct = {parse_name(a).key for a in demo.model.attributes()}
-    clients = [pull_session(url=f"{serving.url}/demo") for _ in range(VIEWERS)]
+    clients = [open_page(f"{serving.url}/demo") for _ in range(VIEWERS)]
     try:
         wait_for(lambda: len(serving.server.sessions()) == VIEWERS, what="20 server sessions")
         wait_for(lambda: hub.stats().consumers == VIEWERS * len(distinct), what="every reader")
@@ -128,7 +130,7 @@ def test_healthz_fails_when_the_database_is_unreachable(hub: Hub):
         "elsewhere.yaml",
     )
     server = DashboardServer([unreachable], hub=hub)
-    running = Serving(server, ServeOptions(port=0)).start_thread()
+    running = Serving(server, ServeOptions(port=0, health_detail=True)).start_thread()
     try:
         status, body = get(f"{running.url}/healthz")
         assert status == 503
@@ -141,7 +143,7 @@ def test_healthz_fails_when_the_database_is_unreachable(hub: Hub):
 
 def test_url_arguments_cannot_add_attributes(serving: Serving, hub: Hub):
     secret = "sim/storm/1/Counter"  # not named by the demo dashboard
-    with pull_session(url=f"{serving.url}/demo", arguments={"attribute": secret}) as client:
+    with open_page(f"{serving.url}/demo?attribute={secret}") as client:
         refused = client.document.get_model_by_name("refused")
         assert refused is not None and "Refused" in refused.text
         assert client.document.get_model_by_name("dashboard") is None
@@ -242,7 +244,12 @@ def test_logged_in_writes_are_converted_logged_and_limited_to_the_file(hub: Hub,
             wait_for(lambda: "alice wrote" in controls.status.text, what="the write")
         assert velocity.read_attribute("Velocity").value == pytest.approx(wanted)
         written = [r.message for r in caplog.records if r.levelno == logging.INFO]
-        assert written == [f"write by alice: sim/motor/2/Velocity {before!r} -> {wanted!r}"]
+        assert len(written) == 1
+        assert written[0].startswith("user=alice address=")
+        assert (
+            f"dashboard=control action=write target=sim/motor/2/Velocity old={before!r} "
+            f"new={wanted!r} result=ok" in written[0]
+        )
     finally:
         session.close()
         actuator.close()
@@ -257,14 +264,17 @@ def test_commands_need_a_confirmation(hub: Hub, caplog):
             assert controls.confirm_row.visible and "sim/motor/2/Stop" in controls.confirm_text.text
             controls._on_cancel()
             assert not controls.confirm_row.visible
-            assert not any("command by" in r.message for r in caplog.records)
+            assert not any("action=command" in r.message for r in caplog.records)
             controls._on_command(0)
             controls._on_confirm()
             wait_for(
                 lambda: "alice ran sim/motor/2/Stop" in controls.status.text, what="the command"
             )
         assert any(
-            r.message.startswith("command by alice: sim/motor/2/Stop") for r in caplog.records
+            r.message.startswith("user=alice ")
+            and "action=command target=sim/motor/2/Stop" in r.message
+            and r.message.endswith("result=ok")
+            for r in caplog.records
         )
     finally:
         session.close()
@@ -297,14 +307,17 @@ def test_write_true_offers_only_what_tango_says_is_writable(hub: Hub):
 
 def test_a_user_removed_from_the_users_file_can_no_longer_write(hub: Hub, velocity, tmp_path):
     from tango_bokeh.dashboard.auth import Access, UsersFile, add_user
+    from tango_bokeh.dashboard.logins import login_ref
 
     users = tmp_path / "users"
     add_user(users, "alice", "correct horse")
     add_user(users, "bob", "battery staple")
     access = Access(UsersFile(users))
+    alice = access.viewer_from_login(login_ref(access.log_in("alice", "127.0.0.1")))
+    assert alice.authenticated
     actuator = Actuator()
     session = DashboardSession(
-        parse(CONTROL, "control.yaml"), viewer=Viewer("alice"), actuator=actuator, hub=hub,
+        parse(CONTROL, "control.yaml"), viewer=alice, actuator=actuator, hub=hub,
         ticking=False, authorize=access.still_allowed,
     )  # fmt: skip
     session.attach(Document())
@@ -317,7 +330,8 @@ def test_a_user_removed_from_the_users_file_can_no_longer_write(hub: Hub, veloci
         users.write_text("\n".join(line for line in users.read_text().splitlines()
                                    if not line.startswith("alice:")) + "\n")  # fmt: skip
         controls._on_write()
-        assert "alice may no longer write" in controls.status.text
+        assert "the login of alice has ended" in controls.status.text
+        assert controls.write_button.disabled  # and the strip is read-only from now on
     finally:
         session.close()
         actuator.close()

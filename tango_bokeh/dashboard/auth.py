@@ -1,11 +1,15 @@
-"""Who may change things: a users file of scrypt hashes, signed cookies, bokeh's auth hooks.
+"""Who may change things: a users file of scrypt hashes, server-side logins, bokeh's auth hooks.
 
 Viewing is open (read-only); writing an attribute or running a command needs
 a logged-in user. The users file has one ``name:hash`` line per user, made
 with ``python -m tango_bokeh.dashboard.auth USERS_FILE NAME`` (the password
-is asked twice and never stored or logged). A successful login sets a cookie
-signed with the server's secret; every write checks that signature and that
-the user is still in the file.
+is asked twice and never stored or logged). A successful login stores a
+login on the server (:mod:`.logins`) and gives the browser a signed, HttpOnly
+cookie with its random key; every write looks the login up again, so logout,
+a removed user or a changed password end it at once. Guessing is throttled
+(:class:`~.logins.Throttle`); forms are accepted from this server's own pages
+only (tornado's anti-forgery token *and* a same-origin check, since a page
+on another port of the same host can set cookies for this one).
 """
 
 from __future__ import annotations
@@ -24,16 +28,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from bokeh.server.auth_provider import AuthProvider
 from tornado.ioloop import IOLoop
-from tornado.web import RequestHandler, decode_signed_value
+from tornado.web import HTTPError, RequestHandler, decode_signed_value
+
+from ..files import FileProblem, read_text
+from .logins import LoginStore, Throttle, fingerprint, login_ref
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("tango_bokeh.audit")
 
 USER_COOKIE = "tango_bokeh_user"
 COOKIE_DAYS = 1.0
+#: A users file is small; anything bigger is a mistake (or an attack).
+USERS_FILE_LIMIT = 1024 * 1024
 #: scrypt cost: ~50 ms per check, memory 16 MiB.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
@@ -97,7 +107,12 @@ class UsersFile:
         stamp = (stat.st_mtime, stat.st_size)
         with self._lock:
             if stamp != self._stamp:
-                self._users = parse_users(self.path.read_text(encoding="utf-8"), str(self.path))
+                check_private(self.path, stat.st_mode)
+                try:
+                    text = read_text(self.path, what="users file", limit=USERS_FILE_LIMIT)
+                except FileProblem as exc:
+                    raise UsersFileError(str(exc)) from None
+                self._users = parse_users(text, str(self.path))
                 self._stamp = stamp
             return dict(self._users)
 
@@ -111,6 +126,17 @@ class UsersFile:
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.users()
+
+
+def check_private(path: Path, mode: int) -> None:
+    """Refuse a users file other users can read or change; warn when its group can."""
+    if mode & 0o007:
+        raise UsersFileError(
+            f"{path}: other users can read or change the users file (mode {oct(mode & 0o777)}): "
+            f"chmod 600 {path}"
+        )
+    if mode & 0o070:
+        log.warning("%s: the users file's group has access (mode %s)", path, oct(mode & 0o777))
 
 
 def parse_users(text: str, file: str = "<users>") -> dict[str, str]:
@@ -137,6 +163,8 @@ class Viewer:
     """Who is looking at a page; ``name`` is None for anonymous (read-only) viewers."""
 
     name: str | None = None
+    #: The server-side login this viewer came with (:func:`~.logins.login_ref`), or None.
+    login: str | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -150,11 +178,25 @@ ANONYMOUS = Viewer()
 
 
 class Access:
-    """The server's authentication state: secret, users; turns cookies into viewers."""
+    """The server's authentication state: users, logins, throttle; turns cookies into viewers.
 
-    def __init__(self, users: UsersFile | None, cookie_secret: bytes | None = None) -> None:
+    ``destinations`` are the paths a login may lead to (``/`` and each dashboard).
+    """
+
+    def __init__(
+        self,
+        users: UsersFile | None,
+        cookie_secret: bytes | None = None,
+        logins: LoginStore | None = None,
+        throttle: Throttle | None = None,
+    ) -> None:
         self.users = users
         self.cookie_secret = cookie_secret or secrets.token_bytes(32)
+        self.logins = logins or LoginStore()
+        self.throttle = throttle or Throttle()
+        self.destinations: frozenset[str] = frozenset({"/"})
+        #: Password checks running at once (scrypt: ~50 ms and 16 MiB each).
+        self.checks = threading.BoundedSemaphore(2)
 
     @property
     def can_login(self) -> bool:
@@ -164,29 +206,52 @@ class Access:
         """The logged-in user a signed cookie value names (anonymous if anything is off)."""
         if not value or self.users is None:
             return ANONYMOUS
-        name = decode_signed_value(self.cookie_secret, USER_COOKIE, value, max_age_days=COOKIE_DAYS)
-        if name is None:
+        key = decode_signed_value(self.cookie_secret, USER_COOKIE, value, max_age_days=COOKIE_DAYS)
+        if key is None:
             return ANONYMOUS
-        text = name.decode(errors="replace")
+        return self.viewer_from_login(login_ref(key.decode(errors="replace")))
+
+    def viewer_from_login(self, ref: str | None) -> Viewer:
+        """The viewer a login grants while it lasts: not revoked, user and password unchanged."""
+        if ref is None or self.users is None:
+            return ANONYMOUS
+        login = self.logins.get(ref)
+        if login is None:
+            return ANONYMOUS
         try:
-            known = text in self.users
+            stored = self.users.users().get(login.user)
         except UsersFileError:
             log.warning("the users file became unreadable: writes are refused")
             return ANONYMOUS
-        return Viewer(text) if known else ANONYMOUS
+        if stored is None or fingerprint(stored) != login.fingerprint:
+            return ANONYMOUS
+        return Viewer(login.user, ref)
 
     def still_allowed(self, viewer: Viewer) -> bool:
-        """Whether ``viewer`` may still write: logged in and still in the users file."""
-        if not viewer.authenticated or self.users is None:
+        """Whether ``viewer`` may still write: its login lives, user and password unchanged."""
+        if not viewer.authenticated or viewer.login is None:
             return False
-        try:
-            return viewer.name in self.users
-        except UsersFileError:
-            log.warning("the users file became unreadable: writes are refused")
-            return False
+        return self.viewer_from_login(viewer.login) == viewer
 
     def viewer_from_cookies(self, cookies: Mapping[str, Any]) -> Viewer:
-        return self.viewer_from_cookie(cookies.get(USER_COOKIE))
+        value = cookies.get(USER_COOKIE)
+        return self.viewer_from_cookie(getattr(value, "value", value))
+
+    def log_in(self, name: str, address: str) -> str | None:
+        """A new login for ``name`` (its password checked already); the cookie's key."""
+        assert self.users is not None
+        stored = self.users.users().get(name)
+        if stored is None:
+            return None
+        return self.logins.create(name, fingerprint(stored), address)
+
+    def log_out(self, viewer: Viewer) -> None:
+        if viewer.login is not None:
+            self.logins.revoke(viewer.login)
+
+    def safe_next(self, target: str | None) -> str:
+        """Where to go after logging in: ``/`` or a dashboard this server serves, nothing else."""
+        return target if target in self.destinations else "/"
 
     def provider(self) -> DashboardAuth:
         return DashboardAuth(self)
@@ -223,11 +288,27 @@ class DashboardAuth(AuthProvider):
         return LogoutHandler
 
 
-def safe_next(target: str | None) -> str:
-    """Only same-site paths are allowed as the after-login destination."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
+def same_origin(handler: RequestHandler) -> bool:
+    """Whether a form was posted by one of this server's own pages.
+
+    Browsers name the page in ``Origin`` (and ``Sec-Fetch-Site``); a page on
+    another port of this host is another origin even though it may set
+    cookies here. Clients that send neither (scripts, curl) are not browsers
+    a forged form could ride on.
+    """
+    site = handler.request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = handler.request.headers.get("Origin") or handler.request.headers.get("Referer")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == handler.request.host.lower()
+
+
+def client_address(handler: RequestHandler) -> str:
+    """The client's address as the server sees it (see :mod:`.guard` for trusted proxies)."""
+    address = getattr(handler.request, "client_address", None)
+    return address or handler.request.remote_ip or "?"
 
 
 PAGE_STYLE = """
@@ -268,11 +349,14 @@ def page(title: str, body: str, user: Viewer | None = None, login: bool = True) 
 
 
 class LoginHandler(RequestHandler):
-    """GET shows the form; POST checks the password off the loop and sets the signed cookie."""
+    """GET shows the form; POST checks the password off the loop and starts a login."""
 
     @property
     def access(self) -> Access:
         return self.application.auth_provider.access  # type: ignore[attr-defined]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
 
     def _form(self, error: str = "") -> str:
         if not self.access.can_login:
@@ -283,7 +367,7 @@ class LoginHandler(RequestHandler):
                 "<p><a href='/'>Back to the dashboards</a></p></div>",
                 login=False,
             )
-        target = html.escape(safe_next(self.get_argument("next", "/")), quote=True)
+        target = html.escape(self.access.safe_next(self.get_argument("next", "/")), quote=True)
         message = f"<p class='error'>{html.escape(error)}</p>" if error else ""
         return page(
             "Log in",
@@ -303,32 +387,93 @@ class LoginHandler(RequestHandler):
         self.write(self._form())
 
     async def post(self) -> None:
+        if not same_origin(self):
+            audit.warning("refused a login form posted by another site (from %s)",
+                          client_address(self))  # fmt: skip
+            raise HTTPError(403, reason="form posted from another site")
         self.check_xsrf_cookie()
-        name = self.get_body_argument("user", "").strip()
-        password = self.get_body_argument("password", "")
-        users = self.access.users
-        ok = False
-        if users is not None and name:
-            try:
-                ok = await IOLoop.current().run_in_executor(None, users.verify, name, password)
-            except UsersFileError as exc:
-                log.error("%s", exc)
-        client = self.request.remote_ip
-        if not ok:
-            log.warning("failed login for user %r from %s", name[:64], client)
-            await _sleep(1.0)  # slows down guessing
+        name = self.get_body_argument("user", "").strip()[:128]
+        password = self.get_body_argument("password", "")[:1024]
+        users, client = self.access.users, client_address(self)
+        if users is None or not name:
             self.set_status(403)
             self.write(self._form("Unknown user or wrong password."))
             return
+        throttle = self.access.throttle
+        wait = throttle.begin(name, client)
+        if wait > 0:
+            log.warning("login refused for user %r from %s: locked for %.0f s more",
+                        name[:64], client, wait)  # fmt: skip
+            self.set_status(429)
+            self.set_header("Retry-After", str(int(wait) + 1))
+            self.write(self._form(f"Too many failed logins: try again in {int(wait) + 1} s."))
+            return
+        ok = False
+        try:
+            ok = await IOLoop.current().run_in_executor(None, self._verify, users, name, password)
+        except UsersFileError as exc:
+            log.error("%s", exc)
+        key = self.access.log_in(name, client) if ok else None
+        if key is None:
+            log.warning("failed login for user %r from %s", name[:64], client)
+            for scope, seconds in throttle.failed(name, client):
+                log.warning("login lockout (%s): user %r from %s for %.0f s",
+                            scope, name[:64], client, seconds)  # fmt: skip
+            await _sleep(1.0)  # slows down guessing on one connection
+            self.set_status(403)
+            self.write(self._form("Unknown user or wrong password."))
+            return
+        throttle.succeeded(name, client)
         log.info("login: %s from %s", name, client)
         self.set_signed_cookie(
-            USER_COOKIE, name, expires_days=COOKIE_DAYS, httponly=True, samesite="Strict"
-        )
-        self.redirect(safe_next(self.get_body_argument("next", "/")))
+            USER_COOKIE, key, expires_days=COOKIE_DAYS, httponly=True, samesite="Strict",
+            secure=self.request.protocol == "https",
+        )  # fmt: skip
+        self.redirect(self.access.safe_next(self.get_body_argument("next", "/")))
+
+    def _verify(self, users: UsersFile, name: str, password: str) -> bool:
+        with self.access.checks:  # bounded: guesses cannot take every worker thread
+            return users.verify(name, password)
 
 
 class LogoutHandler(RequestHandler):
+    """GET asks (a link cannot log anyone out); POST ends the login on the server."""
+
+    @property
+    def access(self) -> Access:
+        return self.application.auth_provider.access  # type: ignore[attr-defined]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+    def _viewer(self) -> Viewer:
+        return self.access.viewer_from_cookie(self.get_cookie(USER_COOKIE))
+
     def get(self) -> None:
+        viewer = self._viewer()
+        if not viewer.authenticated:
+            self.clear_cookie(USER_COOKIE)
+            self.redirect("/")
+            return
+        self.write(
+            page(
+                "Log out",
+                f"<div class='card'><h2>Log out {html.escape(str(viewer))}?</h2>"
+                "<p class='muted'>Every open page of this login becomes read-only.</p>"
+                f"<form method='post' action='/logout'>{self.xsrf_form_html()}"
+                "<button type='submit'>Log out</button></form></div>",
+                viewer,
+            )
+        )
+
+    def post(self) -> None:
+        if not same_origin(self):
+            raise HTTPError(403, reason="form posted from another site")
+        self.check_xsrf_cookie()
+        viewer = self._viewer()
+        self.access.log_out(viewer)
+        if viewer.authenticated:
+            log.info("logout: %s from %s", viewer, client_address(self))
         self.clear_cookie(USER_COOKIE)
         self.redirect("/")
 
@@ -340,7 +485,7 @@ async def _sleep(seconds: float) -> None:
 
 
 def login_link(next_path: str) -> str:
-    return f"/login?next={quote(safe_next(next_path))}"
+    return f"/login?next={quote(next_path)}"
 
 
 # -- python -m tango_bokeh.dashboard.auth USERS_FILE NAME ------------------------------------

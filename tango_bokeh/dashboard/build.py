@@ -119,6 +119,8 @@ class DashboardSession(Session):
         self.dashboard = dashboard
         self.authorize = authorize
         self.viewer = viewer
+        #: The client address of the page request (audit lines, per-address limits).
+        self.address = "?"
         self.actuator = actuator or Actuator()
         self.can_login = can_login
         self.controls: list[Controls] = []
@@ -200,6 +202,9 @@ class DashboardSession(Session):
                     _show_problem(view, None)
 
     def periodic_callback(self) -> None:
+        authorize = self.authorize
+        if self.viewer.authenticated and authorize is not None and not authorize(self.viewer):
+            self.log_out()
         if self.controls:
             writable = {
                 name: (state.info.writable if state.info is not None else None)
@@ -229,7 +234,28 @@ class DashboardSession(Session):
             )
         )
 
+    def log_out(self) -> None:
+        """The login of this page ended (logout elsewhere, user removed): read-only at once."""
+        log.info("%s: the login of %s ended; page %s is read-only now",
+                 self.dashboard.name, self.viewer, self.name)  # fmt: skip
+        self.viewer = ANONYMOUS
+        for controls in self.controls:
+            controls.revoke()
+        header = getattr(self, "_header_div", None)
+        if header is not None:
+            header.text = self._header_text()
+
     def _header(self) -> LayoutDOM:
+        self._header_div = Div(
+            text=self._header_text(),
+            sizing_mode="stretch_width",
+            styles=HEADER_STYLE,
+            stylesheets=[":host > div, .bk-clearfix { width: 100%; }"],
+            name="dashboard-header",
+        )
+        return self._header_div
+
+    def _header_text(self) -> str:
         model = self.dashboard.model
         name = self.dashboard.name
         if self.viewer.authenticated:
@@ -247,20 +273,14 @@ class DashboardSession(Session):
                 "<div style='font-size:13px;color:#c2cedb;margin-top:2px'>"
                 f"{html.escape(model.description)}</div>"
             )
-        return Div(
-            text=(
-                "<div style='display:flex;align-items:center;justify-content:space-between;"
-                "width:100%;font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif'>"
-                f"<div><div style='font-size:20px;font-weight:600'>{html.escape(model.title)}</div>"
-                f"{description}</div>"
-                "<div style='font-size:13px;text-align:right;line-height:1.6'>"
-                "<a href='/' style='color:#cfe0ff'>all dashboards</a>"
-                f"<br>{who}</div></div>"
-            ),
-            sizing_mode="stretch_width",
-            styles=HEADER_STYLE,
-            stylesheets=[":host > div, .bk-clearfix { width: 100%; }"],
-            name="dashboard-header",
+        return (
+            "<div style='display:flex;align-items:center;justify-content:space-between;"
+            "width:100%;font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif'>"
+            f"<div><div style='font-size:20px;font-weight:600'>{html.escape(model.title)}</div>"
+            f"{description}</div>"
+            "<div style='font-size:13px;text-align:right;line-height:1.6'>"
+            "<a href='/' style='color:#cfe0ff'>all dashboards</a>"
+            f"<br>{who}</div></div>"
         )
 
     def _layout(self, path: tuple[str | int, ...], panel: Panel) -> LayoutDOM:

@@ -5,8 +5,11 @@ panel) and is enforced on the server: a browser can only pick among the
 names the server put in the page, a click from an anonymous session is
 refused and logged, and commands need a second, confirming click. The Tango
 call itself runs on a worker thread (never on the bokeh loop); its outcome
-comes back to the page through ``safe_document_modifications``. Every write
-goes to the ``tango_bokeh.audit`` log with user, attribute, old and new value.
+comes back to the page through ``safe_document_modifications``. Every write,
+command and refusal goes to the ``tango_bokeh.audit`` log as one line of
+``key=value`` pairs: user, client address, session, dashboard, attribute or
+command, old → new value, result (``tango-bokeh serve --audit-log FILE``
+writes them to a file as well).
 """
 
 from __future__ import annotations
@@ -42,6 +45,41 @@ class Refused(Exception):
     """A write or command that is not allowed; the message is shown to the user."""
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Who asks for a write or command, and from where (for the audit line)."""
+
+    user: Viewer
+    address: str = "?"
+    session: str = "?"
+    dashboard: str = "?"
+
+    def __str__(self) -> str:
+        return str(self.user)
+
+
+def audit_line(origin: Origin, action: str, target: str, result: str, **detail: Any) -> str:
+    """One audit record: ``key=value`` pairs, values quoted where they need it."""
+    fields = {
+        "user": str(origin.user),
+        "address": origin.address,
+        "session": origin.session,
+        "dashboard": origin.dashboard,
+        "action": action,
+        "target": target,
+        **detail,
+        "result": result,
+    }
+    return " ".join(f"{key}={_quoted(value)}" for key, value in fields.items())
+
+
+def _quoted(value: Any) -> str:
+    text = str(value)
+    if text and all(c.isalnum() or c in "._-/:@[]" for c in text):
+        return text
+    return repr(text[:500])
+
+
 # -- Tango side (worker threads) -------------------------------------------------------------
 
 
@@ -73,13 +111,13 @@ class Actuator:
                 proxy = self._proxies.setdefault(device.lower(), proxy)
         return proxy
 
-    def write(self, user: Viewer, attribute: str, text: str) -> Future[str]:
-        return self._submit(self._write, user, attribute, text)
+    def write(self, user: Origin | Viewer, attribute: str, text: str) -> Future[str]:
+        return self._submit(self._write, _origin(user), attribute, text)
 
-    def run(self, user: Viewer, command: str, argument: str | None) -> Future[str]:
-        return self._submit(self._run, user, command, argument)
+    def run(self, user: Origin | Viewer, command: str, argument: str | None) -> Future[str]:
+        return self._submit(self._run, _origin(user), command, argument)
 
-    def _write(self, user: Viewer, attribute: str, text: str) -> str:
+    def _write(self, user: Origin, attribute: str, text: str) -> str:
         import tango
 
         name = parse_name(attribute)
@@ -91,15 +129,19 @@ class Actuator:
             proxy.write_attribute(name.attribute, value)
         except tango.DevFailed as exc:
             reason = " ".join(str(exc.args[0].desc).split()) if exc.args else str(exc)
-            audit.warning("write by %s: %s <- %r failed: %s", user, attribute, text, reason)
+            audit.warning(audit_line(user, "write", attribute, f"failed: {reason}", new=text))
             raise Refused(f"{attribute}: {reason}") from None
         except ValueError as exc:
-            audit.warning("write by %s: %s <- %r refused: %s", user, attribute, text, exc)
+            audit.warning(audit_line(user, "write", attribute, f"refused: {exc}", new=text))
             raise Refused(f"{attribute}: {exc}") from None
-        audit.info("write by %s: %s %r -> %r", user, attribute, _plain(old.value), _plain(value))
+        audit.info(
+            audit_line(
+                user, "write", attribute, "ok", old=repr(_plain(old.value)), new=repr(_plain(value))
+            )
+        )
         return f"{user} wrote {attribute}: {_plain(old.value)!r} → {_plain(value)!r}"
 
-    def _run(self, user: Viewer, command: str, argument: str | None) -> str:
+    def _run(self, user: Origin, command: str, argument: str | None) -> str:
         import tango
 
         name = parse_name(command)
@@ -112,12 +154,20 @@ class Actuator:
                 result = proxy.command_inout(name.attribute, convert_argument(argument, info))
         except tango.DevFailed as exc:
             reason = " ".join(str(exc.args[0].desc).split()) if exc.args else str(exc)
-            audit.warning("command by %s: %s(%r) failed: %s", user, command, argument, reason)
+            audit.warning(
+                audit_line(user, "command", command, f"failed: {reason}", argument=argument)
+            )
             raise Refused(f"{command}: {reason}") from None
         except ValueError as exc:
+            refused = f"refused: {exc}"
+            audit.warning(audit_line(user, "command", command, refused, argument=argument))
             raise Refused(f"{command}: {exc}") from None
         shown = "" if argument is None else repr(argument)
-        audit.info("command by %s: %s(%s) -> %r", user, command, shown, _plain(result))
+        audit.info(
+            audit_line(
+                user, "command", command, "ok", argument=argument, reply=repr(_plain(result))
+            )
+        )
         return f"{user} ran {command}({shown})" + ("" if result is None else f" → {result!r}")
 
     def close(self) -> None:
@@ -125,6 +175,10 @@ class Actuator:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _origin(user: Origin | Viewer) -> Origin:
+    return user if isinstance(user, Origin) else Origin(user)
 
 
 def _plain(value: Any) -> Any:
@@ -346,28 +400,56 @@ class Controls:
         colour = "#b00020" if error else "#1d6b2f"
         self.status.text = f"<span style='color:{colour}'>{_escape(text)}</span>"
 
+    def origin(self) -> Origin:
+        """Who is acting, from where: the session's login and its client's address."""
+        dashboard = getattr(self.session, "dashboard", None)
+        return Origin(
+            self.viewer,
+            str(getattr(self.session, "address", "?")),
+            self.session.name,
+            dashboard.name if dashboard is not None else "?",
+        )
+
     def _allowed(self, what: str) -> bool:
-        """Checked at every click, on the server: the page's state proves nothing."""
+        """Checked at every click, on the server: the page's state proves nothing.
+
+        The login is looked up again (logout, a removed user or a changed password end
+        it); the connection that sent the click was admitted only with this same login.
+        """
         if not self.viewer.authenticated:
-            audit.warning(
-                "refused %s from an anonymous session (dashboard session %s)",
-                what,
-                self.session.name,
-            )
+            audit.warning(audit_line(self.origin(), what, "-", "refused: not logged in"))
             self._say(f"Refused: log in to {what}.", error=True)
             return False
         if not self._authorize(self.viewer):
-            audit.warning("refused %s by %s: no longer a user", what, self.viewer)
-            self._say(f"Refused: {self.viewer} may no longer {what}.", error=True)
+            audit.warning(audit_line(self.origin(), what, "-", "refused: login ended"))
+            user = str(self.viewer)
+            self.revoke()
+            self._say(f"Refused: the login of {user} has ended; log in again.", True)
             return False
         return True
+
+    def revoke(self) -> None:
+        """The login ended: this strip becomes read-only at once."""
+        if not self.viewer.authenticated:
+            return
+        self.viewer = Viewer()
+        self._pending = None
+        self.confirm_row.visible = False
+        widgets: list[Any] = [*self.command_buttons, *self.argument_inputs.values()]
+        if self.writable:
+            widgets += [self.target, self.value, self.write_button]
+        for widget in widgets:
+            widget.disabled = True
+        link = f' <a href="{self.login_href}">Log in</a> again to change values.' if (
+            self.login_href) else ""  # fmt: skip
+        self.status.text = f"<span style='color:#5b6b7c'>Logged out: read-only.{link}</span>"
 
     def _on_write(self, _event: Any = None) -> None:
         if not self.writable or not self._allowed("write"):
             return
         attribute = self.target.value
         if attribute not in self.writable:  # a doctored page: only the file's names
-            audit.warning("refused write by %s to %r: not enabled", self.viewer, attribute)
+            audit.warning(audit_line(self.origin(), "write", attribute, "refused: not enabled"))
             self._say("Refused: that attribute is not writable from this dashboard.", True)
             return
         text = self.value.value or ""
@@ -375,7 +457,7 @@ class Controls:
             self._say("Type a value first.", error=True)
             return
         self._say(f"Writing {attribute} …")
-        self._follow(self.actuator.write(self.viewer, attribute, text))
+        self._follow(self.actuator.write(self.origin(), attribute, text))
 
     def _on_command(self, index: int) -> None:
         if not 0 <= index < len(self.commands) or not self._allowed("run commands"):
@@ -401,7 +483,7 @@ class Controls:
             self._say("The confirmation expired; click the command again.", error=True)
             return
         self._say(f"Running {pending.command.command} …")
-        self._follow(self.actuator.run(self.viewer, pending.command.command, pending.argument))
+        self._follow(self.actuator.run(self.origin(), pending.command.command, pending.argument))
 
     def _on_cancel(self, _event: Any = None) -> None:
         self._pending = None

@@ -1,8 +1,17 @@
 """Dashboard files: YAML text -> a validated Dashboard, or errors with file, line and key.
 
-PyYAML parses; :func:`yaml.compose` gives the node tree from which every key
-path gets its line number; pydantic validates. Each problem is reported as
-``file:line: key.path[0]: message`` — the form editors and CI logs link to.
+PyYAML parses; the composed node tree gives every key path its line number;
+pydantic validates. Each problem is reported as ``file:line: key.path[0]:
+message`` — the form editors and CI logs link to.
+
+A file may be hostile or broken, and must never hang or crash the server:
+files are read with a size limit (:data:`MAX_FILE_BYTES`, by
+:func:`tango_bokeh.files.read_text`), and the YAML is composed by a loader
+that refuses anchors and aliases (an "alias bomb" of a few hundred bytes
+expands to gigabytes), stops at :data:`MAX_DEPTH` levels of nesting and
+:data:`MAX_NODES` values (PyYAML's composer recurses and is slow), and
+refuses numbers longer than :data:`MAX_NUMBER_CHARS` (converting them is
+quadratic) — each as a problem with file and line.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ..files import FileProblem, read_text
 from .schema import Dashboard
 
 Path_ = tuple[str | int, ...]
@@ -26,6 +36,21 @@ Path_ = tuple[str | int, ...]
 #: URL paths the server uses itself: a dashboard file may not be named like them.
 RESERVED_NAMES = frozenset({"static", "metrics", "healthz", "login", "logout", "favicon.ico"})
 _URL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+
+#: Largest dashboard file read. A dashboard is written by hand (dashboards/demo.yaml is
+#: 3 KiB); 256 KiB is a page of well over a thousand panels.
+MAX_FILE_BYTES = 256 * 1024
+#: Deepest nesting of YAML lists and mappings: a container panel takes 2 or 3 levels.
+MAX_DEPTH = 64
+#: Most YAML values (scalars, lists, mappings) in one file: bounds parsing time and memory
+#: (demo.yaml has 250; PyYAML, in pure Python, composes about 20 000 a second).
+MAX_NODES = 10_000
+#: Longest number, in characters (Python converts long digit strings in quadratic time).
+MAX_NUMBER_CHARS = 100
+#: Problems listed for one file; the rest are counted.
+MAX_PROBLEMS = 100
+#: Values quoted in messages are cut to this many characters.
+_QUOTE_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -84,10 +109,10 @@ def format_path(path: Iterable[str | int]) -> str:
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) and len(part) <= _QUOTE_CHARS:
             text += f".{part}" if text else part
         else:
-            text += f"[{part!r}]"
+            text += f"[{_short(part)}]"
     return text
 
 
@@ -97,6 +122,109 @@ def _line_of(lines: dict[Path_, int], path: Path_) -> int | None:
         if line is not None:
             return line
     return None
+
+
+# -- bounded YAML -----------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """YAML this loader will not compose: a problem at ``mark``."""
+
+    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader without anchors or aliases, with bounded nesting, size and numbers.
+
+    Checked as each event arrives, before the composer (which recurses) goes
+    one level deeper, so no input makes it recurse more than :data:`MAX_DEPTH`
+    levels or build more than :data:`MAX_NODES` nodes.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+            sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+            raise _Refused(
+                event.start_mark,
+                f"YAML anchors and aliases ({sign}{_short(event.anchor, quote=False)}) are not "
+                "allowed in a dashboard file: write the values out",
+            )
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _Refused(
+                event.start_mark,
+                f"more than {MAX_NODES} YAML values: too big for one dashboard, split it up",
+            )
+        if not isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Refused(
+                event.start_mark,
+                f"lists and mappings nested more than {MAX_DEPTH} levels deep",
+            )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if (
+            isinstance(node, yaml.ScalarNode)
+            and node.tag in _NUMBER_TAGS
+            and len(node.value) > MAX_NUMBER_CHARS
+        ):
+            raise _Refused(node.start_mark, f"a number longer than {MAX_NUMBER_CHARS} characters")
+        try:
+            return super().construct_object(node, deep)
+        except (yaml.YAMLError, _Refused):
+            raise
+        except Exception as exc:  # e.g. the date 2024-13-45, or "!!bool maybe"
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            detail = f" ({exc})" if type(exc) is ValueError else ""
+            raise _Refused(
+                node.start_mark, f"cannot read {_short(node.value)} as a YAML {kind}{detail}"
+            ) from None
+
+
+def _short(value: Any, quote: bool = True) -> str:
+    """``repr(value)`` (or ``str`` when not ``quote``), cut for a one-line message."""
+    text = repr(value) if quote else str(value)
+    if len(text) <= _QUOTE_CHARS:
+        return text
+    return text[: _QUOTE_CHARS - 4] + ("...'" if quote and text[0] == "'" else "...")
+
+
+def _compose(text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree and the data of one YAML document (raises YAMLError or _Refused)."""
+    if len(text) > MAX_FILE_BYTES:  # characters: never more than the bytes of a file
+        raise _Refused(
+            None, f"more than {MAX_FILE_BYTES // 1024} KiB of text: too big for a dashboard"
+        )
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        try:
+            data = loader.construct_document(node) if node is not None else None
+        except (yaml.YAMLError, _Refused):
+            raise
+        except Exception as exc:  # PyYAML constructors have more failures than YAMLError
+            raise _Refused(node.start_mark, f"cannot read the YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return node, data
 
 
 # -- YAML with positions ---------------------------------------------------------------
@@ -121,7 +249,11 @@ def _positions(node: yaml.Node, path: Path_, lines: dict[Path_, int], dupes: lis
             _positions(item, (*path, i), lines, dupes)
 
 
-def _yaml_error(file: str, exc: yaml.YAMLError) -> Problem:
+def _yaml_error(file: str, exc: yaml.YAMLError, text: str) -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):  # no mark, and a multi-line str()
+        line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+        what = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "character"
+        return Problem(file, line, "", f"YAML syntax error: unacceptable {what}: {exc.reason}")
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
@@ -207,6 +339,7 @@ _PLAIN = {
     "less_than_equal": "must be at most {le}",
     "too_short": "needs at least {min_length} item(s)",
     "too_long": "must have at most {max_length} item(s)",
+    "string_too_long": "must be at most {max_length} characters",
     "string_pattern_mismatch": "expected host:port, e.g. tango.example.org:10000",
 }
 
@@ -217,7 +350,7 @@ def _message(error: dict[str, Any], data: Any, path: Path_) -> str:
         key = path[-1] if path else "?"
         model = _model_at(data, _model_path(path[:-1]))
         allowed = list(model.model_fields) if model is not None else []
-        text = f"unknown key {key!r}"
+        text = f"unknown key {_short(key)}"
         guess = difflib.get_close_matches(str(key), allowed, n=1)
         if guess:
             text += f" (did you mean {guess[0]!r}?)"
@@ -233,8 +366,10 @@ def _message(error: dict[str, Any], data: Any, path: Path_) -> str:
         if message.startswith(prefix):
             return message[len(prefix) :]
     value = error.get("input")
-    if value is not None and not isinstance(value, dict | list):
-        message += f" (got {value!r})"
+    if kind == "string_too_long" and isinstance(value, str):
+        message += f" (it has {len(value)})"
+    elif value is not None and not isinstance(value, dict | list):
+        message += f" (got {_short(value)})"
     return message
 
 
@@ -263,6 +398,8 @@ def _problems_from(
         keep_last = error["type"] == "missing"
         path = _clean_path(tuple(error["loc"]), data, keep_last)
         message = _message(error, data, path)
+        if len(message) > 4 * _QUOTE_CHARS:  # a validator quoting a long value
+            message = message[: 4 * _QUOTE_CHARS - 3] + "..."
         if (path, message) in seen:
             continue
         seen.add((path, message))
@@ -275,12 +412,17 @@ def _problems_from(
 
 
 def parse(text: str, file: str = "<dashboard>") -> DashboardFile:
-    """Validate dashboard ``text``; raise :class:`DashboardError` listing every problem."""
+    """Validate dashboard ``text``; raise :class:`DashboardError` listing every problem.
+
+    Safe on any text: anchors, aliases, deep nesting and oversized input are problems too.
+    """
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _compose(text)
     except yaml.YAMLError as exc:
-        raise DashboardError([_yaml_error(file, exc)]) from None
+        raise DashboardError([_yaml_error(file, exc, text)]) from None
+    except _Refused as exc:
+        line = exc.mark.line + 1 if exc.mark is not None else None
+        raise DashboardError([Problem(file, line, "", exc.message)]) from None
     if node is None or data is None:
         raise DashboardError(
             [Problem(file, None, "", "the file is empty: a dashboard needs a title and panels")]
@@ -301,7 +443,7 @@ def parse(text: str, file: str = "<dashboard>") -> DashboardFile:
     dupes: list[Path_] = []
     _positions(node, (), lines, dupes)
     problems = [
-        Problem(file, lines.get(d), format_path(d), f"duplicate key {d[-1]!r}") for d in dupes
+        Problem(file, lines.get(d), format_path(d), f"duplicate key {_short(d[-1])}") for d in dupes
     ]
     try:
         model = Dashboard.model_validate(data)
@@ -309,21 +451,21 @@ def parse(text: str, file: str = "<dashboard>") -> DashboardFile:
         problems += _problems_from(file, exc, data, lines)
         model = None
     if problems or model is None:
+        if len(problems) > MAX_PROBLEMS:
+            more = len(problems) - MAX_PROBLEMS
+            problems = problems[:MAX_PROBLEMS]
+            problems.append(Problem(file, None, "", f"... and {more} more problem(s)"))
         raise DashboardError(problems)
     return DashboardFile(Path(file), model, lines)
 
 
 def load(path: str | Path) -> DashboardFile:
-    """Read and validate one dashboard file."""
+    """Read and validate one dashboard file (a regular UTF-8 file of ``MAX_FILE_BYTES`` at most)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DashboardError([Problem(str(path), None, "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DashboardError(
-            [Problem(str(path), None, "", f"cannot read the file: {exc}")]
-        ) from None
+        text = read_text(path, what="dashboard file", limit=MAX_FILE_BYTES)
+    except FileProblem as exc:
+        raise DashboardError([Problem(str(path), None, "", exc.message)]) from None
     loaded = parse(text, str(path))
     problems = _name_problems(loaded.path)
     if problems:

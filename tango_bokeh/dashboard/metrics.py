@@ -63,6 +63,14 @@ class HubCollector(Collector):
         )
         reads.add_metric([], float(stats.device_reads))
         yield reads
+        restarts = CounterMetricFamily(
+            f"{PREFIX}_worker_restarts",
+            "Acquisition threads that died and were restarted",
+            labels=["worker"],
+        )
+        for worker, count in sorted(stats.worker_restarts.items()):
+            restarts.add_metric([worker], float(count))
+        yield restarts
 
         labels = ["attribute"]
         mode = GaugeMetricFamily(

@@ -19,20 +19,23 @@ import html
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bokeh.application import Application
 from bokeh.document import Document
 from bokeh.server.server import BaseServer
-from bokeh.server.tornado import BokehTornado
 from bokeh.server.util import bind_sockets, create_hosts_allowlist
+from bokeh.util.token import get_token_payload
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
@@ -44,6 +47,8 @@ from ..session import Session
 from .auth import USER_COOKIE, Access, page
 from .build import DashboardSession, RefusedSession, url_arguments
 from .control import Actuator
+from .guard import GuardedTornado, Limits, quiet_refusals
+from .keys import derive
 from .loader import DashboardFile
 from .metrics import hub_closed, make_registry
 
@@ -62,6 +67,19 @@ class ServeOptions:
     unused_session_lifetime: float = 5.0
     check_unused_sessions: float = 1.0
     keep_alive: float = 10.0
+    #: How long a page's signed token lets it reconnect. Joining a session also needs the
+    #: session's own login (see guard.py), so a long life lends nobody anything.
+    session_token_expiration: float = 7 * 86400.0
+    limits: Limits = field(default_factory=Limits)
+    #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks).
+    trusted_proxies: Sequence[str] = ()
+    #: /healthz tells anonymous callers only ok/failing unless this is set.
+    health_detail: bool = False
+    #: The secret's file (else $TANGO_BOKEH_SECRET, else state_dir/secret; see keys.py).
+    secret_file: Path | None = None
+    #: Where the secret and the logins are kept (default: keys.default_state_dir()).
+    state_dir: Path | None = None
+    audit_log: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,9 +93,14 @@ class DashboardServer:
         access: Access | None = None,
         hub: Hub | None = None,
         actuator: Actuator | None = None,
+        secret: bytes | None = None,
     ) -> None:
         self.dashboards = list(dashboards)
-        self.access = access or Access(None)
+        #: Signs session ids and tokens (shared by workers and replicas that share it).
+        self.secret = secret or secrets.token_urlsafe(48).encode()
+        self.access = access or Access(None, derive(self.secret, "cookies"))
+        self.access.destinations = frozenset({"/", *(f"/{d.name}" for d in self.dashboards)})
+        self._owners: weakref.WeakKeyDictionary[Document, str | None] = weakref.WeakKeyDictionary()
         self._hub = hub
         self.actuator = actuator or Actuator()
         self.started = time.time()
@@ -102,7 +125,28 @@ class DashboardServer:
         ]
 
     def applications(self) -> dict[str, Application]:
-        return {f"/{d.name}": session_application(self._factory(d)) for d in self.dashboards}
+        return {
+            f"/{d.name}": session_application(self._factory(d), self._identify)
+            for d in self.dashboards
+        }
+
+    def _identify(self, request: Any) -> dict[str, Any]:
+        """Who opened the page, kept in the session's signed token (bokeh's process_request)."""
+        cookie = request.cookies.get(USER_COOKIE) if request.cookies else None
+        viewer = self.access.viewer_from_cookie(cookie.value if cookie is not None else None)
+        address = getattr(request, "client_address", None) or request.remote_ip
+        return {"tango_bokeh": {"login": viewer.login, "address": address}}
+
+    def owner_of(self, document: Document) -> str | None:
+        """The login (reference) of the page request that made this session, if any."""
+        return self._owners.get(document)
+
+    def sessions_of(self, address: str | None) -> int:
+        """Open dashboard sessions from ``address`` (all of them for None)."""
+        sessions = self.sessions()
+        if address is None:
+            return len(sessions)
+        return sum(1 for s in sessions if getattr(s, "address", None) == address)
 
     def _factory(self, dashboard: DashboardFile) -> Callable[[Document], Session]:
         def factory(doc: Document) -> Session:
@@ -114,16 +158,21 @@ class DashboardServer:
                     ", ".join(sorted(arguments)),
                 )
                 return RefusedSession(dashboard, arguments)
-            request = doc.session_context.request if doc.session_context else None
-            cookies = getattr(request, "cookies", None) or {}
-            return DashboardSession(
+            context = doc.session_context
+            token = getattr(context, "token", None) if context is not None else None
+            who = get_token_payload(token).get("tango_bokeh", {}) if token else {}
+            viewer = self.access.viewer_from_login(who.get("login"))
+            self._owners[doc] = viewer.login
+            session = DashboardSession(
                 dashboard,
-                viewer=self.access.viewer_from_cookies(cookies),
+                viewer=viewer,
                 actuator=self.actuator,
                 can_login=self.access.can_login,
                 hub=self.hub(),
                 authorize=self.access.still_allowed,
             )
+            session.address = str(who.get("address") or "?")
+            return session
 
         return factory
 
@@ -133,13 +182,22 @@ class DashboardServer:
             "extra_patterns": [
                 (r"/?", IndexHandler, {"server": self}),
                 (r"/metrics", MetricsHandler, {"server": self}),
-                (r"/healthz", HealthHandler, {"server": self}),
+                (r"/healthz", HealthHandler, {"server": self, "detail": options.health_detail}),
             ],
             "auth_provider": self.access.provider(),
             "cookie_secret": self.access.cookie_secret,
+            "xsrf_cookie_kwargs": {"httponly": True, "samesite": "Strict"},
             "use_index": False,
             "redirect_root": False,
-            "include_cookies": [USER_COOKIE],  # the only cookie a session needs to see
+            # Only the server names sessions: ids and tokens signed with its secret.
+            "sign_sessions": True,
+            "secret_key": derive(self.secret, "bokeh-sessions"),
+            "generate_session_ids": True,
+            "session_token_expiration": int(options.session_token_expiration),
+            # bokeh copies cookies and headers into the token a page's scripts can read:
+            # copy none (who opened the page travels as a login reference, see _identify).
+            "include_cookies": [],
+            "include_headers": [],
             "unused_session_lifetime_milliseconds": int(options.unused_session_lifetime * 1000),
             "check_unused_sessions_milliseconds": int(options.check_unused_sessions * 1000),
             "keep_alive_milliseconds": int(options.keep_alive * 1000),
@@ -150,7 +208,7 @@ class DashboardServer:
         """``--allow-websocket-origin`` values, else the loopback names of this port."""
         if options.allow_websocket_origin:
             return create_hosts_allowlist(list(options.allow_websocket_origin), port)
-        hosts = {f"localhost:{port}", f"127.0.0.1:{port}"}
+        hosts = {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
         if options.address not in ("", "0.0.0.0", "::"):
             hosts.add(f"{options.address}:{port}")
         return sorted(hosts)
@@ -261,8 +319,9 @@ class Health:
 class HealthHandler(RequestHandler):
     """200 when every database answers and the hub runs, else 503; JSON either way."""
 
-    def initialize(self, server: DashboardServer) -> None:
+    def initialize(self, server: DashboardServer, detail: bool = False) -> None:
         self.server = server
+        self.detail = detail
 
     async def get(self) -> None:
         health = self.server.health
@@ -284,6 +343,9 @@ class HealthHandler(RequestHandler):
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.server.started, 1),
         }
+        viewer = self.server.access.viewer_from_cookie(self.get_cookie(USER_COOKIE))
+        if not (self.detail or viewer.authenticated):
+            body = {"status": body["status"]}  # hosts, pids and names are for operators
         self.set_status(200 if ok else 503)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
@@ -370,9 +432,17 @@ class Serving:
         self._sockets, self.port = bind_sockets(options.address, options.port)
         shown = options.address if options.address not in ("", "0.0.0.0", "::") else "localhost"
         self.url = f"http://{shown}:{self.port}"
-        self.tornado_app = BokehTornado(
+        hosts = self.server.websocket_origins(options, self.port)
+        quiet_refusals()
+        self.tornado_app = GuardedTornado(
             self.server.applications(),
-            extra_websocket_origins=self.server.websocket_origins(options, self.port),
+            access=self.server.access,
+            hosts=hosts,
+            owner_of=self.server.owner_of,
+            sessions_of=self.server.sessions_of,
+            limits=options.limits,
+            trusted_proxies=options.trusted_proxies,
+            extra_websocket_origins=hosts,
             absolute_url=self.url,
             **self.server.tornado_kwargs(options),
         )

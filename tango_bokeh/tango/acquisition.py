@@ -21,6 +21,14 @@ heap corruption within a few hundred fast cycles), so those two calls are
 serialised process-wide by one lock that no event callback ever takes. The
 configuration read that precedes a subscription is outside the lock, so an
 unreachable device fails there without holding up the others.
+
+No attribute can stop the others. Each attribute's work (converting a read,
+draining its queue, storing into its feed, connecting) is guarded on its own:
+an exception becomes an error sample of that attribute (shown on the page as
+an error, not as a frozen value) and a log line at most once a minute per
+attribute. The two long-lived threads (scheduler, drain) are supervised: one
+that dies anyway is restarted after a short back-off, logged at ERROR with
+the reason and counted (``stats()["worker_restarts"]``).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import dataclasses
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 import weakref
@@ -47,7 +56,7 @@ from .convert import (
     sample_from_exception,
     samples_from_events,
 )
-from .modes import Mode, Step, following, next_step
+from .modes import Mode, Step, checked_poll_period, following, next_step
 from .names import AttributeName
 from .sample import AttributeInfo, Quality, Sample
 
@@ -92,6 +101,59 @@ class AcquisitionConfig:
     drain_period: float = 0.025  # seconds between two drains of Tango's event queues
     queue_bytes: int = 32 << 20  # bound of one attribute's event queue (declared sizes)
     max_queue: int = 10_000  # events; enough for a scalar storm between two drains
+
+    def __post_init__(self) -> None:
+        checked_poll_period(self.poll_period)
+        _check_seconds("drain_period", self.drain_period, 1.0)
+        if not self.retry_delays:
+            raise ValueError("retry_delays needs at least one delay")
+        for delay in self.retry_delays:
+            _check_seconds("retry_delays", delay, 3600.0)
+        counts = {"timeout_ms": self.timeout_ms, "workers": self.workers,
+                  "queue_bytes": self.queue_bytes, "max_queue": self.max_queue}  # fmt: skip
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
+def _check_seconds(name: str, value: float, high: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and 0 < value <= high):
+        raise ValueError(f"{name} must be finite seconds, above 0 and at most {high:g}: {value!r}")
+
+
+#: Names of the long-lived acquisition threads (``tango-acq-<name>``), as stats label them.
+WORKERS = ("scheduler", "drain")
+#: Longest the scheduler sleeps at once, whatever its next timer (a timer far away, or a
+#: clock that jumped, can never make ``wait`` overflow).
+MAX_WAIT = 60.0
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds before restarting a worker that died ``failures`` times in a row: 0.5 s, doubling
+    to 30 s (a worker that dies at once must not spin)."""
+    return min(30.0, 0.5 * 2.0 ** min(max(failures - 1, 0), 16))
+
+
+class LogLimit:
+    """At most one log line per key and ``interval`` seconds. Thread-safe."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, int]] = {}  # key -> (last logged, held back since)
+
+    def check(self, key: str, now: float | None = None) -> int | None:
+        """``None``: stay quiet; else log now, and this many lines were held back before it."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            entry = self._seen.get(key)
+            if entry is not None and now - entry[0] < self.interval:
+                self._seen[key] = (entry[0], entry[1] + 1)
+                return None
+            if len(self._seen) >= 4096:  # forget keys that have been quiet a whole interval
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval}
+            self._seen[key] = (now, 0)
+            return entry[1] if entry is not None else 0
 
 
 def queue_size(info: AttributeInfo, config: AcquisitionConfig) -> int:
@@ -163,27 +225,39 @@ class Acquisition:
         self._timer_seq = itertools.count()
         self._wake = threading.Condition(self._lock)
         self._closed = False
-        self._scheduler = threading.Thread(
-            target=self._run_scheduler, name="tango-acq-scheduler", daemon=True
-        )
-        self._scheduler.start()
-        self._drain_stop = threading.Event()
-        self._drainer = threading.Thread(
-            target=self._run_drain, name="tango-acq-drain", daemon=True
-        )
-        self._drainer.start()
+        self._stopping = threading.Event()  # set by close(): ends the drain and any back-off
+        self._log_limit = LogLimit()
+        self._restarts = dict.fromkeys(WORKERS, 0)
+        self._down: set[str] = set()  # workers waiting to be restarted
+        self._scheduler = self._worker("scheduler", self._run_scheduler)
+        self._drainer = self._worker("drain", self._run_drain)
 
     # -- public -----------------------------------------------------------------
 
     def start(self, name: AttributeName, feed: Feed, poll_period: float | None = None) -> Handle:
-        """Begin acquiring ``name`` into ``feed``; returns at once."""
-        handle = Handle(self, name, feed, poll_period or self.config.poll_period)
+        """Begin acquiring ``name`` into ``feed``; returns at once.
+
+        ``ValueError`` at once if ``poll_period`` is not a finite number of seconds
+        within :data:`~.modes.MIN_POLL_PERIOD` … :data:`~.modes.MAX_POLL_PERIOD`.
+        """
+        period = checked_poll_period(
+            self.config.poll_period if poll_period is None else poll_period
+        )
+        handle = Handle(self, name, feed, period)
         self._submit(self._connect, handle)
         return handle
 
     @property
     def running(self) -> bool:
-        return not self._closed and self._scheduler.is_alive()
+        """Open, and every worker thread alive and working (not waiting to be restarted)."""
+        with self._lock:
+            down = bool(self._down)
+        return (
+            not self._closed
+            and not down
+            and self._scheduler.is_alive()
+            and self._drainer.is_alive()
+        )
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -194,6 +268,7 @@ class Acquisition:
                 "device_reads": sum(p.reads for p in self._polls.values()),
                 "poll_duration": max((p.last_duration for p in self._polls.values()), default=0.0),
                 "proxies": len(self._proxies),
+                "worker_restarts": dict(self._restarts),
             }
 
     def close(self, wait: bool = True) -> None:
@@ -204,7 +279,7 @@ class Acquisition:
             self._closed = True
             live = list(self._live)
             self._wake.notify_all()
-        self._drain_stop.set()
+        self._stopping.set()
         self._drainer.join(timeout=5)
         for handle in live:
             with handle._lock:
@@ -219,23 +294,89 @@ class Acquisition:
         if self._closed:
             return
         with contextlib.suppress(RuntimeError):  # the pool may have shut down meanwhile
-            self._pool.submit(self._guard, fn, *args)
+            self._pool.submit(self._pool_task, fn, *args)
 
-    @staticmethod
-    def _guard(fn: Callable[..., None], *args: Any) -> None:
+    def _pool_task(self, fn: Callable[..., None], *args: Any) -> None:
+        """A worker pool task: nothing it raises is lost in a future nobody reads."""
+        try:
+            self._guard(fn, *args)
+        except BaseException as exc:
+            log.error("acquisition task %s ended by %r", getattr(fn, "__name__", fn), exc)
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run one task; an ``Exception`` ends that task only, and is logged (rate-limited)."""
         try:
             fn(*args)
-        except Exception:
-            log.exception("acquisition task %s failed", getattr(fn, "__name__", fn))
+        except Exception as exc:
+            what = getattr(fn, "__name__", repr(fn))
+            about = getattr(args[0], "name", args[0]) if args else ""
+            self._log_limited(f"task {what} {about}", "acquisition task %s %s failed", what, about,
+                              exc=exc)  # fmt: skip
+
+    def _log_limited(self, key: str, message: str, *args: Any, exc: BaseException) -> None:
+        """``log.error`` with the traceback, at most once a minute per ``key``."""
+        held = self._log_limit.check(key)
+        if held is not None:
+            more = f" ({held} more since the last report)" if held else ""
+            log.error(message + "%s", *args, more, exc_info=exc)
 
     def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        if not math.isfinite(delay):  # refused here, on the caller's thread, not the scheduler's
+            raise ValueError(f"a timer delay must be a finite number of seconds, got {delay}")
         with self._lock:
             if self._closed:
                 return
             heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_seq), fn))
             self._wake.notify()
 
+    # -- the long-lived threads, supervised -------------------------------------
+
+    def _worker(self, name: str, run: Callable[[], None]) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._supervise, args=(name, run), name=f"tango-acq-{name}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _supervise(self, name: str, run: Callable[[], None]) -> None:
+        """Thread body: ``run()`` until it returns (at close); if it dies, say why, count it,
+        back off, and run it again.
+
+        The watchdog is this loop, not another thread polling ``is_alive()``: a
+        Python thread ends only by its function returning or raising, and the
+        raising is caught here, so nothing else needs watching (and nothing
+        watches a watcher). ``run`` guards each attribute's work itself; what
+        reaches this loop is a bug outside that guard or a ``BaseException``.
+        While it backs off, :attr:`running` is false (``/healthz`` fails); it
+        is true again as soon as the worker runs.
+        """
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                run()
+                return
+            except BaseException as exc:
+                if self._closed:
+                    return
+                # A worker that ran a while before dying starts its back-off afresh.
+                failures = 1 if time.monotonic() - started > 60.0 else failures + 1
+                delay = restart_delay(failures)
+                with self._lock:
+                    self._restarts[name] += 1
+                    self._down.add(name)
+                    count = self._restarts[name]
+                log.error(
+                    "acquisition worker %r died (%s: %s); restarting it in %g s (restart %d)",
+                    name, type(exc).__name__, exc, delay, count, exc_info=exc,
+                )  # fmt: skip
+            if self._stopping.wait(delay):
+                return
+            with self._lock:
+                self._down.discard(name)
+
     def _run_scheduler(self) -> None:
+        """Thread contract: runs each timer when it is due; a timer raising ends only itself."""
         with self._lock:
             while not self._closed:
                 now = time.monotonic()
@@ -243,10 +384,10 @@ class Acquisition:
                     _, _, fn = heapq.heappop(self._timers)
                     self._lock.release()
                     try:
-                        fn()
+                        self._guard(fn)
                     finally:
                         self._lock.acquire()
-                timeout = self._timers[0][0] - now if self._timers else None
+                timeout = min(self._timers[0][0] - now, MAX_WAIT) if self._timers else None
                 self._wake.wait(timeout)
 
     def _proxy(self, name: AttributeName) -> Any:
@@ -263,6 +404,17 @@ class Acquisition:
     # -- the subscription chain -------------------------------------------------
 
     def _connect(self, handle: Handle) -> None:
+        """Run the subscription chain; an unexpected error fails this attribute only."""
+        try:
+            self._subscribe(handle)
+        except Exception as exc:
+            text = self._attribute_failed(handle, "connect", exc)
+            feed = handle.feed
+            if feed is not None:
+                with contextlib.suppress(Exception):
+                    feed.set_mode(Mode.FAILED, text)
+
+    def _subscribe(self, handle: Handle) -> None:
         feed = handle.feed
         if handle.stopped or feed is None:
             return
@@ -350,14 +502,19 @@ class Acquisition:
     # -- draining the event queues ----------------------------------------------
 
     def _run_drain(self) -> None:
+        """Thread contract: every ``drain_period``, each live subscription's queue into its
+        feed; one attribute failing is that attribute's error, not the thread's."""
         period = self.config.drain_period
-        stop = self._drain_stop
+        stop = self._stopping
         while True:
             started = time.monotonic()
             with self._lock:
                 live = list(self._live)
             for handle in live:
-                self._drain(handle)
+                try:
+                    self._drain(handle)
+                except Exception as exc:
+                    self._attribute_failed(handle, "take in events", exc)
             if stop.wait(max(0.0, period - (time.monotonic() - started))):
                 return
 
@@ -375,10 +532,20 @@ class Acquisition:
             return  # unsubscribed meanwhile
         if len(events) >= handle.queue_size:
             feed.note_queue_full()
-        try:
-            feed.extend(samples_from_events(events))
-        except Exception:
-            log.exception("could not convert events of %s", handle.name)
+        feed.extend(samples_from_events(events))
+
+    def _attribute_failed(self, handle: Handle, what: str, exc: Exception) -> str:
+        """``handle``'s work raised: its feed gets an error sample, the log a line (rate-limited).
+
+        Returns the error text.
+        """
+        text = f"tango_bokeh could not {what}: {type(exc).__name__}: {exc}"
+        self._log_limited(f"{handle.name} {what}", "%s: %s", handle.name, text, exc=exc)
+        feed = handle.feed
+        if feed is not None:
+            with contextlib.suppress(Exception):  # a feed that cannot take even this
+                feed.push(Sample(time.time(), None, Quality.INVALID, text))
+        return text
 
     # -- client polling, batched per device -------------------------------------
 
@@ -426,14 +593,7 @@ class Acquisition:
             names = list(poll.handles)
         started = time.monotonic()
         try:
-            try:
-                results = [
-                    (attr.name.lower(), sample_from_attribute(attr))
-                    for attr in poll.proxy.read_attributes(names)
-                ]
-            except tango.DevFailed as exc:
-                error = sample_from_exception(exc)
-                results = [(attr, error) for attr in names]
+            results = self._read_device(key, poll.proxy, names)
             with self._lock:
                 poll.reads += 1
                 poll.last_duration = time.monotonic() - started
@@ -442,7 +602,10 @@ class Acquisition:
                 for handle in handles:
                     feed = handle.feed
                     if feed is not None and not handle.stopped:
-                        feed.push(sample)
+                        try:
+                            feed.push(sample)
+                        except Exception as exc:
+                            self._attribute_failed(handle, "store a polled value", exc)
         finally:
             with self._lock:
                 poll.in_flight = False
@@ -450,3 +613,27 @@ class Acquisition:
         if alive:
             delay = max(0.0, poll.period - (time.monotonic() - started))
             self._later(delay, lambda: self._submit(self._poll_device, key))
+
+    def _read_device(self, key: str, proxy: Any, names: list[str]) -> list[tuple[str, Sample]]:
+        """One ``read_attributes`` of the device's polled ``names``, each reply converted on its
+        own: a reply that cannot be converted is that attribute's error, not the device's."""
+        try:
+            replies = proxy.read_attributes(names)
+        except tango.DevFailed as exc:
+            error = sample_from_exception(exc)
+            return [(attr, error) for attr in names]
+        except Exception as exc:  # not a Tango error: every attribute of the read shows it
+            text = f"tango_bokeh could not read {key}: {type(exc).__name__}: {exc}"
+            self._log_limited(f"read {key}", "%s", text, exc=exc)
+            error = Sample(time.time(), None, Quality.INVALID, text)
+            return [(attr, error) for attr in names]
+        results = []
+        for attr, reply in zip(names, replies, strict=False):  # replies come in request order
+            try:
+                sample = sample_from_attribute(reply)
+            except Exception as exc:
+                text = f"tango_bokeh could not convert the value: {type(exc).__name__}: {exc}"
+                self._log_limited(f"convert {key}/{attr}", "%s/%s: %s", key, attr, text, exc=exc)
+                sample = Sample(time.time(), None, Quality.INVALID, text)
+            results.append((attr, sample))
+        return results

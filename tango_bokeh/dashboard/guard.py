@@ -1,0 +1,352 @@
+"""The dashboard server's front door: which requests reach bokeh, and who may join a session.
+
+bokeh serves documents to whoever names them. :class:`GuardedTornado` is
+bokeh's own ``BokehTornado`` with these rules added, each closing a hole
+that bokeh leaves open by default:
+
+* **Server-chosen sessions only.** bokeh joins an existing session when a
+  client names it (``?bokeh-session-id=``, the ``Bokeh-Session-Id`` header,
+  ``?bokeh-token=``). Pages here never need that, so such requests are
+  refused; session ids and tokens are signed with the server's secret
+  (bokeh's ``sign_sessions``), so forged ones are refused by bokeh itself.
+* **A session belongs to one login.** Each session records the login of
+  the page request that made it (in its signed token, through bokeh's
+  ``process_request`` hook); a websocket may attach to it only if its own
+  cookie names the same live login (:meth:`new_connection`). A link or a
+  copied token therefore never lends anyone else's rights.
+* **No cookie inside a token.** bokeh copies cookies and headers into the
+  token it embeds in pages (readable by scripts); the server passes
+  ``include_cookies=[]`` and ``include_headers=[]`` so nothing is copied.
+* **No cross-origin reads.** ``autoload.js`` answers any ``Origin`` with
+  credentialed CORS headers; every ``Access-Control-*`` header is dropped
+  (:class:`SecurityHeaders`), and ``autoload.js`` is refused to other sites.
+* **Known hosts only.** A request whose ``Host`` is not one the server
+  serves is refused (DNS rebinding would otherwise reach it from a page).
+* **Bounded load.** Sessions per client address and in total, and new
+  pages per address per second, are capped; connections per session too.
+* **Quiet refusals.** bokeh and tornado log every refused websocket or junk
+  frame at ERROR; :class:`RateLimitedLog` keeps a few per minute and counts
+  the rest.
+
+Client addresses come from ``X-Forwarded-For`` only when the peer is a
+trusted proxy (``--trusted-proxy``); otherwise the peer address is used.
+Thread contract: everything here runs on the server's loop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bokeh.document import Document
+from bokeh.protocol import Protocol
+from bokeh.protocol.exceptions import ProtocolError
+from bokeh.server.connection import ServerConnection
+from bokeh.server.contexts import ApplicationContext
+from bokeh.server.session import ServerSession
+from bokeh.server.tornado import BokehTornado
+from bokeh.server.util import check_allowlist
+from bokeh.server.views.autoload_js_handler import AutoloadJsHandler
+from bokeh.server.views.session_handler import SessionHandler
+from bokeh.server.views.ws import WSHandler
+from tornado.httputil import HTTPServerRequest
+from tornado.web import OutputTransform, RequestHandler
+
+from .auth import USER_COOKIE, Access
+
+log = logging.getLogger(__name__)
+
+#: URL arguments and headers by which a bokeh client names the session it wants.
+CLIENT_SESSION_ARGUMENTS = ("bokeh-session-id", "bokeh-token")
+CLIENT_SESSION_HEADER = "Bokeh-Session-Id"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what clients can make the server hold (documented in docs/security.md)."""
+
+    max_sessions: int = 500
+    max_sessions_per_address: int = 60
+    #: New pages an address may open per second, and in one burst.
+    pages_per_second: float = 2.0
+    page_burst: int = 20
+    max_connections_per_session: int = 2
+
+
+#: No caps (benchmarks that open hundreds of pages from one address on purpose).
+UNLIMITED = Limits(10**9, 10**9, 1e9, 10**9, 10**9)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+@dataclass
+class GuardStats:
+    """What the guard refused, by reason (exported on /metrics)."""
+
+    refused: dict[str, int] = field(default_factory=dict)
+
+    def count(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+
+class Refusal(RequestHandler):
+    """Answers any request with a status and one line saying why."""
+
+    def initialize(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+    def prepare(self) -> None:
+        self.set_status(self.status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        if self.status in (429, 503):
+            self.set_header("Retry-After", "10")
+        self.finish(self.message + "\n")
+
+
+class SecurityHeaders(OutputTransform):
+    """No CORS headers, ever; no framing by other sites; no sniffing; no referrer leaks."""
+
+    def transform_first_chunk(
+        self, status_code: int, headers: Any, chunk: bytes, finishing: bool
+    ) -> tuple[int, Any, bytes]:
+        for name in list(headers):
+            if name.lower().startswith("access-control-"):
+                del headers[name]
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'")
+        return status_code, headers, chunk
+
+
+def trusted_networks(proxies: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(p, strict=False) for p in proxies]
+
+
+class GuardedTornado(BokehTornado):
+    """``BokehTornado`` with the rules of this module; see its docstring."""
+
+    def __init__(
+        self,
+        applications: Any,
+        *,
+        access: Access,
+        hosts: Sequence[str],
+        owner_of: Callable[[Document], str | None],
+        sessions_of: Callable[[str | None], int],
+        limits: Limits | None = None,
+        trusted_proxies: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        self.access = access
+        self.hosts = list(hosts)
+        self.limits = limits or Limits()
+        self.guard_stats = GuardStats()
+        self._owner_of = owner_of
+        self._sessions_of = sessions_of
+        self._trusted = trusted_networks(trusted_proxies)
+        self._buckets: dict[str, _Bucket] = {}
+        super().__init__(applications, **kwargs)
+        self.add_transform(SecurityHeaders)
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> Any:
+        self._identify_client(request)
+        if not check_allowlist(request.host.lower(), self.hosts):
+            served = f"this server does not serve {request.host!r}"
+            return self._refuse(request, "host", 421, served)
+        delegate = super().find_handler(request, **kwargs)
+        handler = getattr(delegate, "handler_class", None)
+        if isinstance(handler, type) and issubclass(handler, SessionHandler):
+            refusal = self._check_page(request, handler)
+            if refusal is not None:
+                return refusal
+        return delegate
+
+    def _identify_client(self, request: HTTPServerRequest) -> None:
+        """``request.client_address`` (and the scheme) as seen through a trusted proxy."""
+        peer = request.remote_ip
+        address = peer
+        if self._trusted and _in(peer, self._trusted):
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+            while hops and _in(hops[-1], self._trusted):
+                hops.pop()
+            if hops:
+                address = hops[-1]
+            proto = request.headers.get("X-Forwarded-Proto", "").lower()
+            if proto in ("http", "https"):
+                request.protocol = proto
+        request.client_address = address  # type: ignore[attr-defined]
+
+    def _check_page(self, request: HTTPServerRequest, handler: type) -> Any:
+        arguments = request.query_arguments
+        if any(a in arguments for a in CLIENT_SESSION_ARGUMENTS) or (
+            CLIENT_SESSION_HEADER in request.headers
+        ):
+            return self._refuse(
+                request, "client session id", 400,
+                "this server chooses session ids itself: open the dashboard's plain URL",
+            )  # fmt: skip
+        if issubclass(handler, AutoloadJsHandler) and request.headers.get("Sec-Fetch-Site") in (
+            "same-site",
+            "cross-site",
+        ):
+            return self._refuse(request, "embedding", 403, "embedding from other sites is off")
+        address = request.client_address  # type: ignore[attr-defined]
+        limits = self.limits
+        if self._sessions_of(None) >= limits.max_sessions:
+            return self._refuse(
+                request, "server full", 503, "too many open pages on this server: try later"
+            )
+        if self._sessions_of(address) >= limits.max_sessions_per_address:
+            return self._refuse(
+                request, "address full", 429,
+                f"too many open pages from {address}: close some first",
+            )  # fmt: skip
+        if not self._take_token(address):
+            return self._refuse(request, "page rate", 429, "pages opened too fast: try again")
+        return None
+
+    def _take_token(self, address: str) -> bool:
+        now = time.monotonic()
+        limits = self.limits
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            if len(self._buckets) > 10_000:  # forget quiet addresses
+                self._buckets = {
+                    a: b for a, b in self._buckets.items() if b.tokens < limits.page_burst - 1
+                }
+            bucket = self._buckets[address] = _Bucket(float(limits.page_burst), now)
+        bucket.tokens = min(
+            float(limits.page_burst),
+            bucket.tokens + (now - bucket.stamp) * limits.pages_per_second,
+        )
+        bucket.stamp = now
+        if bucket.tokens < 1.0:
+            return False
+        bucket.tokens -= 1.0
+        return True
+
+    def _refuse(self, request: HTTPServerRequest, reason: str, status: int, message: str) -> Any:
+        self.guard_stats.count(reason)
+        log.warning(
+            "refused %s %s from %s: %s",
+            request.method,
+            request.path[:200],
+            getattr(request, "client_address", request.remote_ip),
+            message,
+        )
+        return self.get_handler_delegate(
+            request, Refusal, {"status": status, "message": f"Refused: {message}."}
+        )
+
+    # -- websockets ---------------------------------------------------------------------------
+
+    def new_connection(
+        self,
+        protocol: Protocol,
+        socket: WSHandler,
+        application_context: ApplicationContext,
+        session: ServerSession,
+    ) -> ServerConnection:
+        """Attach a websocket to a session only with the session's own (live) login."""
+        viewer = self.access.viewer_from_cookie(socket.get_cookie(USER_COOKIE))
+        owner = self.access.viewer_from_login(self._owner_of(session.document))
+        address = getattr(socket.request, "client_address", socket.request.remote_ip)
+        if viewer.login != owner.login:
+            self.guard_stats.count("other login")
+            log.warning(
+                "refused a websocket from %s to session %s: the page was opened by %s, the "
+                "connection is %s",
+                address,
+                session.id[:12],
+                "a logged-in user" if owner.authenticated else "an anonymous viewer",
+                "logged in" if viewer.authenticated else "anonymous",
+            )
+            raise ProtocolError("this session belongs to another login: reload the page")
+        if session.connection_count >= self.limits.max_connections_per_session:
+            self.guard_stats.count("connections per session")
+            raise ProtocolError("too many connections to one session")
+        return super().new_connection(protocol, socket, application_context, session)
+
+
+def _in(address: str, networks: Sequence[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+class RateLimitedLog(logging.Filter):
+    """At most ``burst`` records per message template per ``period``; the rest are counted.
+
+    The first record let through after a quiet spell says how many were dropped.
+    """
+
+    def __init__(self, burst: int = 5, period: float = 60.0) -> None:
+        super().__init__()
+        self.burst = burst
+        self.period = period
+        self._seen: dict[tuple[str, str], tuple[float, int, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg)[:200])
+        now = time.monotonic()
+        start, shown, dropped = self._seen.get(key, (now, 0, 0))
+        if now - start > self.period:
+            if dropped:
+                record.msg = f"{record.msg} ({dropped} similar message(s) suppressed)"
+            start, shown, dropped = now, 0, 0
+        if shown >= self.burst:
+            self._seen[key] = (start, shown, dropped + 1)
+            return False
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[key] = (start, shown + 1, dropped)
+        return True
+
+
+#: Loggers that write a line per refused connection or junk frame.
+NOISY_LOGGERS = (
+    "bokeh.server.views.ws",
+    "bokeh.server.views.session_handler",
+    "bokeh.server.protocol_handler",
+    "bokeh.server.session",
+    "bokeh.server.connection",
+    "bokeh.server.tornado",
+    "tornado.application",
+    "tornado.general",
+    "tornado.access",
+    __name__,
+)
+
+
+def quiet_refusals(burst: int = 5, period: float = 60.0) -> RateLimitedLog:
+    """Install one :class:`RateLimitedLog` on every noisy logger (idempotent)."""
+    for name in NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        existing = [f for f in logger.filters if isinstance(f, RateLimitedLog)]
+        if existing:
+            return existing[0]
+    limiter = RateLimitedLog(burst, period)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).addFilter(limiter)
+    return limiter
