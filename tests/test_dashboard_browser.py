@@ -7,12 +7,7 @@ data sources, table cells, and the colours the browser actually renders.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +20,7 @@ from tango_bokeh.sim import ControlSystem
 
 from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
 from .conftest import wait_for
+from .served import Served
 
 pytestmark = [pytest.mark.browser, pytest.mark.tango]
 
@@ -53,48 +49,6 @@ if not HAVE_CHROMIUM:  # pragma: no cover - .ci/run installs it
     pytest.skip("needs Chromium (/usr/bin/chromium)", allow_module_level=True)
 
 
-class Served:
-    """``tango-bokeh serve`` as a subprocess; its output is collected line by line."""
-
-    def __init__(self, files: list[Path], users: Path, env: dict[str, str]) -> None:
-        argv = [sys.executable, "-m", "tango_bokeh.cli", "serve", *map(str, files),
-                "--port", "0", "--no-check", "--users", str(users)]  # fmt: skip
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-            start_new_session=True,
-        )  # fmt: skip
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        wait_for(lambda: self.url or self.proc.poll() is not None, timeout=60, what="the URL")
-        if self.proc.poll() is not None:
-            raise AssertionError("serve exited:\n" + self.output)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    @property
-    def url(self) -> str | None:
-        match = re.search(r"Dashboards at (http://\S+?)/\n", self.output)
-        return match.group(1) if match else None
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
-
-
 @pytest.fixture(scope="module")
 def served(
     control_system: ControlSystem, tmp_path_factory: pytest.TempPathFactory
@@ -104,7 +58,7 @@ def served(
     broken.write_text(BROKEN)
     users = where / "users"
     add_user(users, "alice", PASSWORD)
-    server = Served([DEMO, broken], users, control_system.env())
+    server = Served([DEMO, broken], control_system.env(), users=users, state_dir=where)
     try:
         yield server
     finally:
@@ -292,7 +246,7 @@ def test_a_write_from_an_unauthenticated_page_is_refused(served: Served, page):
     time.sleep(0.5)  # let the property changes reach the server
     page.get_by_role("button", name="Write").click()
     wait_for(lambda: "Refused" in _status(page), what="the refusal")
-    wait_for(lambda: "refused write from an anonymous session" in served.output,
+    wait_for(lambda: "action=write target=- result='refused: not logged in'" in served.output,
              what="the refusal in the audit log")  # fmt: skip
     assert motor.read_attribute("Velocity").value == before
 
@@ -320,14 +274,14 @@ def test_logged_in_user_writes_and_runs_a_confirmed_command(served: Served, page
         page.get_by_role("button", name="Write").click()
         wait_for(lambda: "alice wrote mot1/Velocity" in _status(page), what="the write")
         assert motor.read_attribute("Velocity").value == pytest.approx(wanted)
-        wait_for(lambda: f"write by alice: mot1/Velocity {before!r} -> {wanted!r}" in served.output,
-                 what="the write in the audit log")  # fmt: skip
+        wanted_line = f"target=mot1/Velocity old={before!r} new={wanted!r} result=ok"
+        wait_for(lambda: wanted_line in served.output, what="the write in the audit log")
         page.get_by_role("button", name="Home mot1").click()
         page.get_by_role("button", name="Confirm").wait_for()
-        assert not [line for line in served.lines if "command by alice" in line]
+        assert not [line for line in served.lines if "action=command" in line]
         page.get_by_role("button", name="Confirm").click()
         wait_for(lambda: "alice ran mot1/Home" in _status(page), what="the command")
-        wait_for(lambda: "command by alice: mot1/Home()" in served.output, what="command log")
+        wait_for(lambda: "action=command target=mot1/Home" in served.output, what="command log")
         assert PASSWORD not in served.output and "wrong password" not in served.output
         assert "failed login for user 'alice'" in served.output
     finally:

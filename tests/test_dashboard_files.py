@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from tango_bokeh.dashboard.auth import (
+    Access,
     UsersFile,
     UsersFileError,
     add_user,
     hash_password,
     parse_users,
-    safe_next,
     verify_password,
 )
 from tango_bokeh.dashboard.loader import DashboardError, format_path, load, load_all, parse
@@ -195,9 +195,11 @@ def test_passwords_and_users_file(tmp_path: Path):
         parse_users("# comment\neve:plaintext\n", "users")
     with pytest.raises(UsersFileError, match=r"users:1: expected name:hash"):
         parse_users("just a line\n", "users")
-    assert safe_next("/demo") == "/demo"
-    for bad in ("//evil.example", "https://evil.example", "", None, "/\\evil"):
-        assert safe_next(bad) == "/"
+    access = Access(users)
+    access.destinations = frozenset({"/", "/demo"})
+    assert access.safe_next("/demo") == "/demo"
+    for bad in ("//evil.example", "https://evil.example", "", None, "/\\evil", "/other", "/demo?x"):
+        assert access.safe_next(bad) == "/"
 
 
 def test_add_user_command(tmp_path: Path):

@@ -146,12 +146,13 @@ class GuardedTornado(BokehTornado):
         sessions_of: Callable[[str | None], int],
         limits: Limits | None = None,
         trusted_proxies: Sequence[str] = (),
+        stats: GuardStats | None = None,
         **kwargs: Any,
     ) -> None:
         self.access = access
         self.hosts = list(hosts)
         self.limits = limits or Limits()
-        self.guard_stats = GuardStats()
+        self.guard_stats = stats or GuardStats()
         self._owner_of = owner_of
         self._sessions_of = sessions_of
         self._trusted = trusted_networks(trusted_proxies)

@@ -183,10 +183,13 @@ class Throttle:
         now = self._now()
         with self._lock:
             self._forget(now)
-            wait = max(
-                self._pairs[(user, address)].locked_until - now,
-                self._addresses[address].locked_until - now,
-            )
+            pair, by_address = self._pairs[(user, address)], self._addresses[address]
+            wait = max(pair.locked_until - now, by_address.locked_until - now)
+            if wait <= 0 and (
+                len(pair.failures) >= self.pair_limit
+                or len(by_address.failures) >= self.address_limit
+            ):
+                wait = self.lockout  # that many attempts still running: no more in parallel
             users = self._users[user]
             if len(users.failures) >= self.user_limit:
                 wait = max(wait, self._user_last.get(user, 0.0) + self.user_spacing - now)

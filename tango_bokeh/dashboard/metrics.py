@@ -11,6 +11,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -160,3 +161,40 @@ def make_registry(
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
+
+
+class SecurityCollector(Collector):
+    """Logins, lockouts and refused requests, read at scrape time."""
+
+    def __init__(self, access: Any, refused: Callable[[], dict[str, int]]) -> None:
+        self._access = access
+        self._refused = refused
+
+    def collect(self) -> Iterator[Metric]:
+        throttle = self._access.throttle
+        failures = CounterMetricFamily(f"{PREFIX}_login_failures", "Failed logins")
+        failures.add_metric([], float(throttle.stats.failures))
+        yield failures
+        lockouts = CounterMetricFamily(
+            f"{PREFIX}_login_lockouts", "Login lockouts started", labels=["scope"]
+        )
+        for scope in ("user+address", "address"):
+            lockouts.add_metric([scope], float(throttle.stats.lockouts.get(scope, 0)))
+        yield lockouts
+        throttled = CounterMetricFamily(
+            f"{PREFIX}_login_throttled", "Login attempts refused while locked or spaced"
+        )
+        throttled.add_metric([], float(throttle.stats.refused))
+        yield throttled
+        locked = GaugeMetricFamily(
+            f"{PREFIX}_login_locked", "User/address pairs and addresses locked now"
+        )
+        locked.add_metric([], float(throttle.locked()))
+        yield locked
+        refused = CounterMetricFamily(
+            f"{PREFIX}_requests_refused", "Requests and websockets refused, by reason",
+            labels=["reason"],
+        )  # fmt: skip
+        for reason, count in sorted(self._refused().items()):
+            refused.add_metric([reason], float(count))
+        yield refused

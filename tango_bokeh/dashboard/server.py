@@ -35,7 +35,6 @@ from bokeh.application import Application
 from bokeh.document import Document
 from bokeh.server.server import BaseServer
 from bokeh.server.util import bind_sockets, create_hosts_allowlist
-from bokeh.util.token import get_token_payload
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
@@ -47,10 +46,10 @@ from ..session import Session
 from .auth import USER_COOKIE, Access, page
 from .build import DashboardSession, RefusedSession, url_arguments
 from .control import Actuator
-from .guard import GuardedTornado, Limits, quiet_refusals
+from .guard import GuardedTornado, GuardStats, Limits, quiet_refusals
 from .keys import derive
 from .loader import DashboardFile
-from .metrics import hub_closed, make_registry
+from .metrics import SecurityCollector, hub_closed, make_registry
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +105,10 @@ class DashboardServer:
         self.started = time.time()
         self.health = Health(self._tango_hosts(), self.hub)
         self.registry = make_registry(self.existing_hub, self.sessions, _dashboard_name)
+        self.guard_stats = GuardStats()
+        self.registry.register(
+            SecurityCollector(self.access, lambda: dict(self.guard_stats.refused))
+        )
 
     # -- what is served --------------------------------------------------------------------
 
@@ -159,8 +162,10 @@ class DashboardServer:
                 )
                 return RefusedSession(dashboard, arguments)
             context = doc.session_context
-            token = getattr(context, "token", None) if context is not None else None
-            who = get_token_payload(token).get("tango_bokeh", {}) if token else {}
+            try:
+                who = context.token_payload.get("tango_bokeh", {})  # type: ignore[union-attr]
+            except (AttributeError, AssertionError):  # a bare Document, no token
+                who = {}
             viewer = self.access.viewer_from_login(who.get("login"))
             self._owners[doc] = viewer.login
             session = DashboardSession(
@@ -442,6 +447,7 @@ class Serving:
             sessions_of=self.server.sessions_of,
             limits=options.limits,
             trusted_proxies=options.trusted_proxies,
+            stats=self.server.guard_stats,
             extra_websocket_origins=hosts,
             absolute_url=self.url,
             **self.server.tornado_kwargs(options),
