@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 #: The shortest period the periodic callback may have, in seconds.
 MIN_CALLBACK_PERIOD = 0.1
+MAX_CALLBACK_PERIOD = 3600.0
 
 
 class View(Protocol):
@@ -191,6 +192,11 @@ class Session:
 
     @callback_period.setter
     def callback_period(self, period: float | None) -> None:
+        if period is not None and not 0 <= float(period) <= MAX_CALLBACK_PERIOD:
+            raise ValueError(
+                f"callback_period must be between {MIN_CALLBACK_PERIOD} s and "
+                f"{MAX_CALLBACK_PERIOD:g} s (or None to disable), got {period!r}"
+            )  # also refuses nan and inf: a tick that never comes is a frozen page
         self._callback_period = None if period is None else max(MIN_CALLBACK_PERIOD, float(period))
 
     def __repr__(self) -> str:

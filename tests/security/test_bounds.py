@@ -343,3 +343,12 @@ def test_an_inf_timer_cannot_kill_the_scheduler(hub):
     polled = hub.subscribe("sim/temp/1/Temperature")
     ok_samples(polled, 2, "polled values")
     assert hub.running and hub.stats().worker_restarts["scheduler"] == 0
+
+
+@pytest.mark.parametrize("period", [float("inf"), float("nan"), -1.0, 1e9])
+def test_a_session_refuses_a_tick_period_that_never_comes(period: float) -> None:
+    from tango_bokeh.session import Session
+
+    with pytest.raises(ValueError, match="callback_period must be between"):
+        Session(callback_period=period)
+    assert Session(callback_period=0.01).callback_period == 0.1  # below the floor: the floor
