@@ -495,10 +495,15 @@ def add_user(path: Path, name: str, password: str) -> None:
     """Add or replace ``name`` in the users file (created with mode 0600 if missing)."""
     if not name or not set(name) <= _NAME_OK:
         raise UsersFileError(f"user names may use letters, digits and . _ - @ only, not {name!r}")
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    try:
+        text = read_text(path, what="users file", limit=USERS_FILE_LIMIT) if path.exists() else ""
+    except FileProblem as exc:
+        raise UsersFileError(str(exc)) from None
+    lines = text.splitlines()
     kept = [line for line in lines if line.split(":", 1)[0].strip() != name]
     kept.append(f"{name}:{hash_password(password)}")
     path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)  # an existing file others could read is made private too
     path.write_text("\n".join(kept) + "\n", encoding="utf-8")
 
 
