@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -29,9 +30,10 @@ class Served:
         users: Path | None = None,
         state_dir: Path | None = None,
         extra: list[str] | None = None,
+        port: int = 0,
     ) -> None:
         argv = [sys.executable, "-m", "tango_bokeh.cli", "serve", *map(str, files),
-                "--port", "0", "--no-check"]  # fmt: skip
+                "--port", str(port), "--no-check"]  # fmt: skip
         if users is not None:
             argv += ["--users", str(users)]
         if state_dir is not None:
@@ -77,3 +79,10 @@ class Served:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         return self.proc.returncode
+
+
+def free_port() -> int:
+    """A loopback port free now (for a server that must come back on the same port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

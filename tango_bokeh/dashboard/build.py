@@ -27,6 +27,7 @@ from ..views.image import Image
 from ..views.spectrum import Spectrum
 from ..views.table import ValueTable
 from ..views.trend import Trend
+from . import resume
 from .auth import ANONYMOUS, Viewer, login_link
 from .control import Actuator, Controls
 from .loader import DashboardFile, format_path
@@ -220,6 +221,7 @@ class DashboardSession(Session):
         assert doc is not None
         doc.title = self.dashboard.title
         doc.template = PAGE_TEMPLATE
+        resume.install(doc, f"/{self.dashboard.name}")
         body = [self._header()]
         body += [
             self._layout(("panels", i), panel)

@@ -34,7 +34,9 @@ from .schema import Dashboard
 Path_ = tuple[str | int, ...]
 
 #: URL paths the server uses itself: a dashboard file may not be named like them.
-RESERVED_NAMES = frozenset({"static", "metrics", "healthz", "login", "logout", "favicon.ico"})
+RESERVED_NAMES = frozenset(
+    {"static", "metrics", "healthz", "alive", "login", "logout", "favicon.ico"}
+)
 _URL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 #: Largest dashboard file read. A dashboard is written by hand (dashboards/demo.yaml is

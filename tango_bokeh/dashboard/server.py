@@ -50,6 +50,7 @@ from .guard import GuardedTornado, GuardStats, Limits, quiet_refusals
 from .keys import derive
 from .loader import DashboardFile
 from .metrics import SecurityCollector, hub_closed, make_registry
+from .resume import ALIVE_PATH
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ class DashboardServer:
             "extra_patterns": [
                 (r"/?", IndexHandler, {"server": self}),
                 (r"/metrics", MetricsHandler, {"server": self}),
+                (ALIVE_PATH, AliveHandler),
                 (r"/healthz", HealthHandler, {"server": self, "detail": options.health_detail}),
             ],
             "auth_provider": self.access.provider(),
@@ -355,6 +357,15 @@ class HealthHandler(RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.write(json.dumps(body, indent=1))
+
+
+class AliveHandler(RequestHandler):
+    """``200 alive``: what a page that lost its connection probes before reloading itself."""
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Type", "text/plain")
+        self.write("alive\n")
 
 
 class MetricsHandler(RequestHandler):
