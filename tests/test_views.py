@@ -524,3 +524,27 @@ def test_lowering_history_points_cuts_once():
     trend.history_points = 20
     assert [type(e) for e in tap.events] == [ColumnDataChangedEvent]
     assert list(trend._series[0].source.data["y"]) == [float(i) for i in range(80, 100)]
+
+
+def test_image_an_unchanged_frame_is_not_sent_again_and_doubles_travel_as_float32():
+    image = Image(IMG, max_display=(400, 400))
+    _, tap = attach(image)
+    st = states(IMG)
+    frame = np.random.default_rng(1).random((256, 256))  # float64, like TangoTest's double_image
+    image.update({IMG: [Sample(T0, frame)]}, T0, st)
+    (first,) = [e for e in tap.events if isinstance(e, ColumnDataChangedEvent)]
+    assert image.displayed.dtype == np.float32
+    assert message_bytes(first) < 256 * 256 * 4 + 2000  # 4 bytes a pixel, not 8
+    for i in range(1, 6):  # polled again and again: same pixels, newer read time
+        tap.reset()
+        image.update({IMG: [Sample(T0 + i, frame.copy())]}, T0 + i, st)
+        assert not [e for e in tap.events if isinstance(e, ColumnDataChangedEvent)]
+        assert tap.bytes < 500  # the title's time only
+    assert image.frames_sent == 1
+    changed = frame.copy()
+    changed[0, 0] += 1.0
+    image.update({IMG: [Sample(T0 + 7, changed)]}, T0 + 7, st)
+    assert image.frames_sent == 2
+    huge = np.full((4, 4), 1e300)  # does not fit float32: stays float64
+    image.update({IMG: [Sample(T0 + 8, huge)]}, T0 + 8, st)
+    assert image.displayed.dtype == np.float64

@@ -7,7 +7,9 @@ an ``f x f`` block, ``f`` the smallest integer that fits the frame into
 ``max_display``; unlike striding it does not alias and keeps the picture's
 signal-to-noise). Integer cameras keep their
 integer type after the mean (a 16-bit frame travels as 2 bytes per pixel).
-Nothing but the displayed frame is kept.
+Nothing but the displayed frame is kept, and a frame equal to the one on
+screen (a polled camera that did not change) is not sent again: only the
+title's time moves. float64 frames travel as float32.
 
 Rows are drawn top-down, as cameras and image viewers number them (row 0 at
 the top), with the aspect ratio of the frame. The colour range is fixed
@@ -88,10 +90,23 @@ def decimate(frame: np.ndarray, factor: int) -> np.ndarray:
     return (blocks / count).astype(np.float32)
 
 
+#: float32 holds every value up to here (and ~7 significant digits: more than a colour map shows).
+_FLOAT32_MAX = float(np.finfo(np.float32).max) / 2
+
+
 def for_the_wire(frame: np.ndarray) -> np.ndarray:
-    """A dtype bokeh sends as a binary buffer."""
+    """The smallest dtype that bokeh sends as a binary buffer and that holds the frame.
+
+    Integer frames keep their type; float64 frames travel as float32 (half the
+    bytes) unless a value would not fit.
+    """
     if frame.dtype == np.bool_:
         return frame.astype(np.uint8)
+    if frame.dtype == np.float64:
+        finite = np.abs(frame[np.isfinite(frame)]) if frame.size else frame
+        if finite.size == 0 or float(finite.max()) < _FLOAT32_MAX:
+            return frame.astype(np.float32)
+        return np.ascontiguousarray(frame)
     if frame.dtype.name not in _WIRE_DTYPES:
         return frame.astype(np.float32)
     return np.ascontiguousarray(frame)
@@ -232,10 +247,20 @@ class Image(PanelView):
         if shape != self._shape:
             self._resize(shape)
         shown = for_the_wire(decimate(frame, self._factor))
-        height, width = shown.shape[0] * self._factor, shown.shape[1] * self._factor
-        self._source.data = {"image": [shown], "x": [0], "y": [0], "dw": [width], "dh": [height]}
+        previous = self._shown
+        unchanged = (
+            previous is not None
+            and previous.shape == shown.shape
+            and previous.dtype == shown.dtype
+            and np.array_equal(previous, shown, equal_nan=shown.dtype.kind == "f")
+        )
+        if not unchanged:  # a polled constant image costs a title change, not a frame
+            height, width = shown.shape[0] * self._factor, shown.shape[1] * self._factor
+            self._source.data = {
+                "image": [shown], "x": [0], "y": [0], "dw": [width], "dh": [height],
+            }  # fmt: skip
+            self.frames_sent += 1
         self._shown, self._shown_time = shown, sample.time
-        self.frames_sent += 1
         reduced = f" · {shape[1]}x{shape[0]}" + (f" (1/{self._factor})" if self._factor > 1 else "")
         self._figure.title.text = f"{self.title or self.attribute} · {clock(sample.time)}{reduced}"
 
