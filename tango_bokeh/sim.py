@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -214,15 +214,54 @@ class ControlSystem:
         log_path = self.state_dir / "logs" / f"{server.server}-{server.instance}.log"
         self._servers[server.full_name] = _Process(server.full_name, argv, self.env(), log_path)
 
-    def stop_server(self, server: ServerSpec, sig: int = signal.SIGTERM) -> None:
-        """Stop one device server (``SIGKILL`` simulates a crash)."""
-        proc = self._servers.pop(server.full_name, None)
+    def start_executable(
+        self, full_name: str, executable: str | Path, devices: Mapping[str, str]
+    ) -> None:
+        """Register and start a device server none of us wrote (e.g. Debian's C++ TangoTest).
+
+        ``full_name`` is ``Server/instance``; ``devices`` maps device names to classes.
+        The process is stopped with the others; :meth:`stop_named` stops it alone.
+        """
+        import tango
+
+        host, port = self.tango_host.rsplit(":", 1)  # type: ignore[union-attr]
+        db = tango.Database(host, int(port))
+        for name, tango_class in devices.items():
+            info = tango.DbDevInfo()
+            info.name, info._class, info.server = name, tango_class, full_name
+            db.add_device(info)
+        self.restart_executable(full_name, executable)
+        self.wait_ready(list(devices))
+
+    def restart_executable(self, full_name: str, executable: str | Path) -> None:
+        """(Re)start a registered foreign device server."""
+        old = self._servers.get(full_name)
+        if old is not None and old.alive():
+            raise ControlSystemError(f"device server {full_name} is already running")
+        instance = full_name.split("/", 1)[1]
+        argv = [str(executable), instance, "-ORBendPoint", f"giop:tcp:{self.host}:"]
+        log_path = self.state_dir / "logs" / f"{full_name.replace('/', '-')}.log"
+        self._servers[full_name] = _Process(full_name, argv, self.env(), log_path)
+
+    def stop_named(self, full_name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop one device server by its ``Server/instance`` name (``SIGKILL``: a crash)."""
+        proc = self._servers.pop(full_name, None)
         if proc is None:
             return
         if sig == signal.SIGKILL:
             proc.signal_group(signal.SIGKILL)
             proc.popen.wait(10)
         proc.stop()
+
+    def signal_named(self, full_name: str, sig: int) -> None:
+        """Send ``sig`` to one device server (``SIGSTOP``/``SIGCONT``: a hung server)."""
+        proc = self._servers.get(full_name)
+        if proc is not None:
+            proc.signal_group(sig)
+
+    def stop_server(self, server: ServerSpec, sig: int = signal.SIGTERM) -> None:
+        """Stop one device server (``SIGKILL`` simulates a crash)."""
+        self.stop_named(server.full_name, sig)
 
     def register(self) -> None:
         """Write every device of :attr:`servers` into the database."""

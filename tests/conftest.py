@@ -88,3 +88,26 @@ def serving(
 
 def thread_count() -> int:
     return threading.active_count()
+
+
+#: Debian's C++ TangoTest (package ``tango-test``, installed by ``.ci/run``).
+TANGO_TEST = "/usr/lib/tango/TangoTest"
+TANGO_TEST_SERVER = "TangoTest/test"
+TANGO_TEST_DEVICE = "sys/tg_test/1"
+
+
+@pytest.fixture(scope="session")
+def tango_test(control_system: ControlSystem) -> Iterator[str]:
+    """``sys/tg_test/1``, served by Debian's C++ TangoTest on the test database.
+
+    A device none of us wrote: no polling configured, every attribute kind.
+    """
+    import os
+
+    if not os.path.exists(TANGO_TEST):  # pragma: no cover - .ci/run installs it
+        pytest.skip(f"needs Debian's tango-test ({TANGO_TEST})")
+    control_system.start_executable(TANGO_TEST_SERVER, TANGO_TEST, {TANGO_TEST_DEVICE: "TangoTest"})
+    try:
+        yield TANGO_TEST_DEVICE
+    finally:
+        control_system.stop_named(TANGO_TEST_SERVER)
