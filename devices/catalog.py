@@ -160,3 +160,19 @@ def catalog(instance: str = "demo", domain: str = "sim") -> tuple[ServerSpec, ..
 
 
 DEMO: tuple[ServerSpec, ...] = catalog()
+
+
+def awkward_catalog(instance: str = "test", domain: str = "sim") -> tuple[ServerSpec, ...]:
+    """The awkward test device (``<domain>/awkward/1``, :mod:`.awkward`): tests and benches only.
+
+    Not in :data:`DEMO`, so neither the demo nor the demo dashboard starts it.
+    Nothing is polled by the device: a client polls every attribute but the
+    self-pushed ``Counter``.
+    """
+    device = _device(
+        f"{domain}/awkward/1", "SimAwkward", None, {"SlowDelay": 3.0, "CounterRate": 5.0}
+    )
+    return (ServerSpec("SimAwkward", instance, (device,)),)
+
+
+AWKWARD: tuple[ServerSpec, ...] = awkward_catalog()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .awkward import SimAwkward
 from .beam import SimBeamCurrent
 from .camera import SimCamera
 from .counter import SimCounter
@@ -20,4 +21,5 @@ SERVER_CLASSES: dict[str, tuple[type, ...]] = {
     "SimCamera": (SimCamera,),
     "SimFaulty": (SimFaulty,),
     "SimEventStorm": (SimEventStorm,),
+    "SimAwkward": (SimAwkward,),
 }
