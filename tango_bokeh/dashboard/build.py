@@ -31,6 +31,7 @@ from . import resume
 from .auth import ANONYMOUS, Viewer, login_link
 from .control import Actuator, Controls
 from .loader import DashboardFile, format_path
+from .pace import Pace
 from .schema import Panel
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class DashboardSession(Session):
         self.viewer = viewer
         #: The client address of the page request (audit lines, per-address limits).
         self.address = "?"
+        self.pace: Pace | None = None
         self.actuator = actuator or Actuator()
         self.can_login = can_login
         self.controls: list[Controls] = []
@@ -202,6 +204,16 @@ class DashboardSession(Session):
                     self._broken.discard(view)
                     _show_problem(view, None)
 
+    def tick(self) -> None:
+        """A tick, unless the page has not applied the earlier ones yet (see :mod:`.pace`)."""
+        pace = self.pace
+        if pace is not None and pace.behind():
+            self.periodic_callback()  # logins are still checked
+        else:
+            super().tick()
+        if pace is not None:
+            pace.beat()
+
     def periodic_callback(self) -> None:
         authorize = self.authorize
         if self.viewer.authenticated and authorize is not None and not authorize(self.viewer):
@@ -222,6 +234,8 @@ class DashboardSession(Session):
         doc.title = self.dashboard.title
         doc.template = PAGE_TEMPLATE
         resume.install(doc, f"/{self.dashboard.name}")
+        self.pace = Pace(self.dashboard.model.refresh)
+        self.pace.install(doc)
         body = [self._header()]
         body += [
             self._layout(("panels", i), panel)

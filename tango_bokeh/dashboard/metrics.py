@@ -135,6 +135,16 @@ class HubCollector(Collector):
         ticks = CounterMetricFamily(
             f"{PREFIX}_ticks", "Ticks run by the open sessions", labels=["dashboard"]
         )
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_page_lag_seconds_max",
+            "How far the slowest open page trails what the server sent it",
+            labels=["dashboard"],
+        )
+        skipped = GaugeMetricFamily(
+            f"{PREFIX}_ticks_skipped",
+            "View updates left out by the open pages because they had fallen behind",
+            labels=["dashboard"],
+        )
         for dashboard, sessions in sorted(per.items()):
             durations = [s.last_tick_duration for s in sessions if s.ticks]
             count.add_metric([dashboard], float(len(sessions)))
@@ -142,7 +152,11 @@ class HubCollector(Collector):
             if durations:
                 tick_max.add_metric([dashboard], max(durations))
                 tick_mean.add_metric([dashboard], statistics.fmean(durations))
-        yield from (count, tick_max, tick_mean, ticks)
+            paces = [p for p in (getattr(s, "pace", None) for s in sessions) if p is not None]
+            if paces:
+                lag.add_metric([dashboard], max(p.lag for p in paces))
+                skipped.add_metric([dashboard], float(sum(p.skipped for p in paces)))
+        yield from (count, tick_max, tick_mean, ticks, lag, skipped)
 
 
 def hub_closed(hub: Hub) -> bool:

@@ -1,0 +1,90 @@
+"""A page that falls behind gets the newest state, not a backlog, and says it is late.
+
+Chromium's main thread is kept busy (a page script that spins 90 % of each
+second, as an overloaded tab does): the server must notice that the page
+has not applied what it was sent, stop sending view updates meanwhile, the
+page must show its own lag, and once the page is free again it must show
+fresh data within a few ticks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tango_bokeh.dashboard.loader import parse
+from tango_bokeh.dashboard.server import DashboardServer, ServeOptions, Serving
+from tango_bokeh.hub import Hub
+
+from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from .conftest import wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.tango]
+
+if not HAVE_CHROMIUM:  # pragma: no cover - .ci/run installs it
+    pytest.skip("needs Chromium (/usr/bin/chromium)", allow_module_level=True)
+
+PAGE = """
+title: Paced
+refresh: 0.25 s
+panels:
+  - row:
+      - trend: {title: Current, attributes: [sim/beam/current/Current, sim/counter/1/Counts]}
+      - image: {title: Camera, attribute: sim/camera/1/Image}
+"""
+NEWEST = """() => {
+  const plot = [...Bokeh.documents[0].all_models].find(
+    m => m.type === 'Figure' && m.title && m.title.text.startsWith('Current'));
+  const t = plot.renderers.filter(r => r.data_source && r.data_source.data.t)
+    .flatMap(r => Array.from(r.data_source.data.t));
+  return t.length ? Math.max(...t) / 1000 : null;
+}"""
+LAG_NOTE = """() => { const n = document.getElementById('tango-bokeh-lag');
+  return n ? n.textContent : null; }"""
+
+
+@pytest.fixture
+def page() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium.new_page(viewport={"width": 1400, "height": 900})
+        finally:
+            chromium.close()
+
+
+def test_a_busy_page_is_paced_and_says_it_is_late(hub: Hub, page):
+    server = DashboardServer([parse(PAGE, "paced.yaml")], hub=hub)
+    running = Serving(server, ServeOptions(port=0)).start_thread()
+    try:
+        page.goto(f"{running.url}/paced")
+        page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=30_000)
+        (session,) = server.sessions()
+        pace = session.pace
+        wait_for(lambda: pace.clock.seen > 0, what="the page's first acknowledgement")
+        wait_for(lambda: page.evaluate(NEWEST), timeout=30, what="data on the page")
+        assert pace.skipped == 0  # a page that keeps up is never paced
+        page.evaluate(
+            "() => { window.busy = setInterval(() => { const t = Date.now();"
+            " while (Date.now() - t < 900) {} }, 1000); }"
+        )
+        wait_for(lambda: pace.skipped > 10, timeout=60, what="ticks skipped for the busy page")
+        ticks_then, skipped_then = session.ticks, pace.skipped
+        time.sleep(3)
+        assert pace.skipped - skipped_then > session.ticks - ticks_then  # mostly left out
+        wait_for(lambda: page.evaluate(LAG_NOTE), timeout=60, what="the page to say it is late")
+        assert "behind the server" in page.evaluate(LAG_NOTE)
+        page.evaluate("() => clearInterval(window.busy)")
+        freed = time.time()
+        wait_for(lambda: (page.evaluate(NEWEST) or 0) > freed - 2, timeout=15,
+                 what="fresh data once the page is free")  # fmt: skip
+        wait_for(lambda: page.evaluate(LAG_NOTE) is None, timeout=15, what="the note to go")
+        skipped = pace.skipped
+        time.sleep(2)
+        assert pace.skipped == skipped  # caught up: updates flow again
+    finally:
+        running.join()
