@@ -33,6 +33,7 @@ from tango_bokeh.views import (
     view_class,
     view_for,
 )
+from tango_bokeh.views.banner import clock
 from tango_bokeh.views.base import AttributeState
 from tango_bokeh.views.image import decimate, decimation_factor
 from tango_bokeh.views.palette import QUALITY_COLORS, STATE_COLORS, contrast, text_color
@@ -548,3 +549,32 @@ def test_image_an_unchanged_frame_is_not_sent_again_and_doubles_travel_as_float3
     huge = np.full((4, 4), 1e300)  # does not fit float32: stays float64
     image.update({IMG: [Sample(T0 + 8, huge)]}, T0 + 8, st)
     assert image.displayed.dtype == np.float64
+
+
+def test_a_device_failing_every_poll_changes_no_banner_and_no_cell_after_the_first_failure():
+    """An outage costs the page one change when it begins, not one per failed poll."""
+    trend, table, image = Trend(POS), ValueTable([POS, CNT]), Image(IMG)
+    taps = [attach(view)[1] for view in (trend, table, image)]
+    st = states(POS, CNT, IMG)
+    good = {POS: [Sample(T0, 1.0)], CNT: [Sample(T0, 5.0)], IMG: [Sample(T0, np.ones((4, 4)))]}
+    for view in (trend, table, image):
+        view.update(good, T0, st)
+
+    def failure(t: float) -> dict[str, list[Sample]]:
+        error = "API_CorbaException: TRANSIENT_ConnectFailed (device server down)"
+        return {name: [Sample(t, None, Quality.INVALID, error=error)] for name in (POS, CNT, IMG)}
+
+    for view in (trend, table, image):
+        view.update(failure(T0 + 1), T0 + 1, st)
+    first = table.rows[0]["time"]
+    assert "since" in trend.problem_text and "TRANSIENT_ConnectFailed" in table.rows[0]["error"]
+    for tap in taps:
+        tap.reset()
+    for i in range(2, 12):  # ten more failed polls, each with its own time
+        for view in (trend, table, image):
+            view.update(failure(T0 + i), T0 + i, st)
+    # Nothing but the trend's gap points (data, not layout) went to the page.
+    changed = [e for tap in taps for e in tap.events if not isinstance(e, ColumnsStreamedEvent)]
+    assert changed == [], [type(e).__name__ for e in changed]
+    assert table.rows[0]["time"] == first  # the time the outage began
+    assert clock(T0 + 1) in trend.problem_text

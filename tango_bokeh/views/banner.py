@@ -3,7 +3,11 @@
 Errors are data (DESIGN.md): a failed read, an ``ATTR_INVALID`` value, an event
 time-out or a wrong name must be visible where the operator looks, not in a
 log. Every view keeps one :class:`Banner` above its plot; it is hidden while
-all is well and changes (one small message) only when its text does.
+all is well and changes (one small message) only when a problem begins or
+ends: a device that fails every poll for an hour changes nothing on the
+page after the first failure ("stale since 10:31:07" keeps the time the
+outage began), so a dashboard in error costs the browser no more than a
+healthy one.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from bokeh.models import Div
@@ -38,9 +42,47 @@ _STYLE = {
 
 @dataclass(frozen=True)
 class Problem:
+    """What is wrong with one attribute. ``at``: the time of the sample that shows it.
+
+    Two problems are the same when attribute, level and text are: ``at`` moves with
+    every failed read and must not make a banner or a table cell change.
+    """
+
     attribute: str
     level: Level
     text: str
+    at: float | None = field(default=None, compare=False)
+    #: Shown after the start time: ``stale since 10:31:07 (API_EventTimeout: ...)``.
+    detail: str = ""
+
+    @property
+    def key(self) -> tuple[str, Level, str]:
+        return (self.attribute, self.level, f"{self.text} {self.detail}")
+
+
+class Onsets:
+    """When each current problem began (the first time it was seen), forgetting ended ones."""
+
+    def __init__(self) -> None:
+        self._since: dict[tuple[str, Level, str], float] = {}
+
+    def update(self, found: Iterable[Problem]) -> dict[tuple[str, Level, str], float]:
+        """Record ``found`` (the problems now); returns their start times."""
+        now = time.time()
+        current = {}
+        for problem in found:
+            if problem.at is None:
+                continue
+            start = self._since.get(problem.key)
+            current[problem.key] = start if start is not None else min(problem.at, now)
+        self._since = current
+        return current
+
+    def described(self, problem: Problem) -> str:
+        """The problem's text with the time it began (if it carries a time)."""
+        start = self._since.get(problem.key)
+        text = problem.text if start is None else f"{problem.text} since {clock(start)}"
+        return f"{text} {problem.detail}" if problem.detail else text
 
 
 def clock(t: float) -> str:
@@ -83,12 +125,12 @@ def attribute_problem(
         return Problem(attribute, Level.ERROR, state.status or "acquisition failed")
     if last is not None:
         if last.stale:
-            why = f" ({last.error})" if last.error else ""
-            return Problem(attribute, Level.WARNING, f"stale since {clock(last.time)}{why}")
+            why = f"({last.error})" if last.error else ""
+            return Problem(attribute, Level.WARNING, "stale", last.time, why)
         if last.error:
-            return Problem(attribute, Level.ERROR, f"{last.error} (at {clock(last.time)})")
+            return Problem(attribute, Level.ERROR, last.error, last.time)
         if last.value is None or last.quality is Quality.INVALID:
-            return Problem(attribute, Level.WARNING, f"value INVALID since {clock(last.time)}")
+            return Problem(attribute, Level.WARNING, "value INVALID", last.time)
     if state is not None and state.mode is Mode.PENDING and state.status:
         return Problem(attribute, Level.WARNING, f"retrying: {state.status}")
     return None
@@ -117,15 +159,17 @@ class Banner:
     def __init__(self) -> None:
         self.model = Div(visible=False, sizing_mode="stretch_width", margin=(0, 0, 4, 0))
         self._shown: tuple[Problem, ...] = ()
+        self._onsets = Onsets()
 
     @property
     def text(self) -> str:
         """The plain text shown (empty when hidden): what tests and status lines read."""
-        return "\n".join(f"{p.attribute}: {p.text}" for p in self._shown)
+        return "\n".join(f"{p.attribute}: {self._onsets.described(p)}" for p in self._shown)
 
     def show(self, found: Iterable[Problem], *, name_attributes: bool = True) -> None:
-        """Show ``found`` (or hide when empty); sends nothing when nothing changed."""
+        """Show ``found`` (or hide when empty); sends nothing unless a problem began or ended."""
         shown = tuple(found)
+        self._onsets.update(shown)
         if shown == self._shown:
             return
         self._shown = shown
@@ -137,7 +181,7 @@ class Banner:
         lines = "".join(
             "<div>"
             + (f"<b>{html.escape(p.attribute)}</b>: " if name_attributes else "")
-            + html.escape(p.text)
+            + html.escape(self._onsets.described(p))
             + "</div>"
             for p in shown
         )

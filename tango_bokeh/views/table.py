@@ -32,7 +32,7 @@ from bokeh.models import (
 
 from ..tango.modes import Mode
 from ..tango.sample import AttributeInfo, Format, Kind, Quality, Sample
-from .banner import Level, Problem, attribute_problem, clock
+from .banner import Level, Onsets, Problem, attribute_problem, clock
 from .base import AttributeState
 from .palette import ERROR_TEXT, MODE_TEXT, QUALITY_COLORS, STALE_COLOR, state_color, text_color
 from .panel import PanelView
@@ -117,8 +117,14 @@ def format_value(info: AttributeInfo | None, value: object) -> str:
     return text.strip() if info.kind is Kind.NUMBER else text
 
 
-def row_for(label: str, state: AttributeState | None, last: Sample | None) -> dict[str, str]:
-    """The cells of one attribute's row."""
+def row_for(
+    label: str, state: AttributeState | None, last: Sample | None, onsets: Onsets | None = None
+) -> dict[str, str]:
+    """The cells of one attribute's row.
+
+    With ``onsets``, a row in trouble shows when the trouble began (time and error
+    cells stay put while every poll fails) instead of the time of the latest failure.
+    """
     info = state.info if state is not None else None
     mode = state.mode if state is not None else Mode.PENDING
     row = dict.fromkeys(COLUMNS, "")
@@ -144,7 +150,13 @@ def row_for(label: str, state: AttributeState | None, last: Sample | None) -> di
     if mode is Mode.FAILED:
         row["mode_fg"] = ERROR_TEXT
     problem = attribute_problem(label, state, last)
-    row["error"] = problem.text if problem is not None else ""
+    row["error"] = " ".join(filter(None, (problem.text, problem.detail))) if problem else ""
+    if problem is not None and onsets is not None:
+        start = onsets.update([problem]).get(problem.key)
+        if start is not None:
+            row["time"] = clock(start)
+    elif onsets is not None:
+        onsets.update([])
     return row
 
 
@@ -165,6 +177,7 @@ class ValueTable(PanelView):
             raise ValueError("ValueTable: give one label per attribute")
         self.labels = tuple(labels) if labels else self.attributes
         self._rows: list[dict[str, str]] = [row_for(label, None, None) for label in self.labels]
+        self._onsets = [Onsets() for _ in self.labels]  # when each row's trouble began
         self.patches_sent = 0
 
     def build(self) -> LayoutDOM:
@@ -231,7 +244,7 @@ class ValueTable(PanelView):
         self._observe(batch, states)
         patches: dict[str, list[tuple[int, str]]] = {}
         for index, (name, label) in enumerate(zip(self.attributes, self.labels, strict=True)):
-            row = row_for(label, states.get(name), self._last.get(name))
+            row = row_for(label, states.get(name), self._last.get(name), self._onsets[index])
             old = self._rows[index]
             for key, value in row.items():
                 if old[key] != value:
