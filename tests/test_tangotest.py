@@ -131,3 +131,76 @@ def test_a_dashboard_of_every_kind_heals_after_the_server_is_killed(
         if TANGO_TEST_SERVER not in control_system._servers:  # leave it running for others
             control_system.restart_executable(TANGO_TEST_SERVER, TANGO_TEST)
             control_system.wait_ready([DEV])
+
+
+OUTAGE = f"""
+title: TangoTest outage
+refresh: 0.5 s
+poll_period: 0.5 s
+panels:
+  - row:
+      - trend: {{title: Scalars, attributes: [{DEV}/double_scalar, {DEV}/float_scalar,
+                 {DEV}/long_scalar, {DEV}/short_scalar, {DEV}/ampli, {DEV}/long64_scalar]}}
+      - table: {{title: Values, attributes: [{DEV}/string_scalar, {DEV}/State, {DEV}/Status,
+                 {DEV}/ulong_scalar, {DEV}/ushort_scalar, {DEV}/uchar_scalar,
+                 {DEV}/boolean_scalar, {DEV}/double_scalar_rww, {DEV}/long_scalar_rww,
+                 {DEV}/short_scalar_ro, {DEV}/float_scalar_ro, {DEV}/no_value]}}
+  - row:
+      - spectrum: {{title: Wave, attribute: {DEV}/wave}}
+      - spectrum: {{title: Doubles, attribute: {DEV}/double_spectrum_ro}}
+      - spectrum: {{title: Longs, attribute: {DEV}/long_spectrum_ro}}
+  - row:
+      - image: {{title: Doubles image, attribute: {DEV}/double_image_ro}}
+      - image: {{title: Shorts image, attribute: {DEV}/ushort_image_ro}}
+"""
+
+
+@pytest.mark.browser
+def test_a_dashboard_in_error_lays_out_no_more_than_a_healthy_one(
+    hub: Hub, tango_test: str, control_system: ControlSystem
+):
+    """With its device down, a full dashboard must not saturate the browser with re-layouts."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+
+    if not HAVE_CHROMIUM:  # pragma: no cover - .ci/run installs it
+        pytest.skip("needs Chromium")
+    dashboard = parse(OUTAGE, "outage.yaml")
+    running = Serving(DashboardServer([dashboard], hub=hub), ServeOptions(port=0)).start_thread()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1200})
+                cdp = page.context.new_cdp_session(page)
+                cdp.send("Performance.enable")
+
+                def layouts() -> float:
+                    metrics = cdp.send("Performance.getMetrics")["metrics"]
+                    return next(m["value"] for m in metrics if m["name"] == "LayoutCount")
+
+                def rate(seconds: float = 12.0) -> float:
+                    before = layouts()
+                    time.sleep(seconds)
+                    return (layouts() - before) / seconds
+
+                page.goto(f"{running.url}/outage")
+                page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0",
+                                       timeout=30_000)  # fmt: skip
+                time.sleep(5)  # every panel has data
+                healthy = rate()
+                control_system.stop_named(TANGO_TEST_SERVER, signal.SIGKILL)
+                (session,) = running.server.sessions()
+                wait_for(lambda: "since" in session.views[0].problem_text, timeout=30,
+                         what="the outage on the page")  # fmt: skip
+                time.sleep(3)
+                broken = rate()
+                assert broken <= 2 * max(healthy, 1.0), (broken, healthy)
+            finally:
+                browser.close()
+    finally:
+        running.join()
+        if TANGO_TEST_SERVER not in control_system._servers:
+            control_system.restart_executable(TANGO_TEST_SERVER, TANGO_TEST)
+            control_system.wait_ready([DEV])

@@ -21,6 +21,7 @@ from enum import IntEnum
 from bokeh.models import Div
 
 from ..tango.modes import Mode
+from ..tango.polling import describe
 from ..tango.sample import AttributeInfo, Format, Kind, Quality, Sample
 from .base import AttributeState
 
@@ -52,37 +53,48 @@ class Problem:
     level: Level
     text: str
     at: float | None = field(default=None, compare=False)
-    #: Shown after the start time: ``stale since 10:31:07 (API_EventTimeout: ...)``.
-    detail: str = ""
+    #: Shown after the start time: ``stale since 10:31:07 (API_EventTimeout: ...)``. While
+    #: the problem lasts the first detail stays (a device that is down answers first
+    #: "connection failed", then "connection request delayed": the first one is the news).
+    detail: str = field(default="", compare=False)
 
     @property
     def key(self) -> tuple[str, Level, str]:
-        return (self.attribute, self.level, f"{self.text} {self.detail}")
+        return (self.attribute, self.level, self.text)
 
 
 class Onsets:
-    """When each current problem began (the first time it was seen), forgetting ended ones."""
+    """When each current problem began and its first detail, forgetting ended ones."""
 
     def __init__(self) -> None:
-        self._since: dict[tuple[str, Level, str], float] = {}
+        self._since: dict[tuple[str, Level, str], tuple[float | None, str]] = {}
 
-    def update(self, found: Iterable[Problem]) -> dict[tuple[str, Level, str], float]:
-        """Record ``found`` (the problems now); returns their start times."""
+    def update(self, found: Iterable[Problem]) -> None:
+        """Record ``found`` (the problems now)."""
         now = time.time()
         current = {}
         for problem in found:
-            if problem.at is None:
-                continue
-            start = self._since.get(problem.key)
-            current[problem.key] = start if start is not None else min(problem.at, now)
+            known = self._since.get(problem.key)
+            if known is None:
+                start = None if problem.at is None else min(problem.at, now)
+                known = (start, problem.detail)
+            current[problem.key] = known
         self._since = current
-        return current
+
+    def start(self, problem: Problem) -> float | None:
+        known = self._since.get(problem.key)
+        return known[0] if known is not None else problem.at
+
+    def detail(self, problem: Problem) -> str:
+        known = self._since.get(problem.key)
+        return known[1] if known is not None else problem.detail
 
     def described(self, problem: Problem) -> str:
-        """The problem's text with the time it began (if it carries a time)."""
-        start = self._since.get(problem.key)
+        """The problem's text with the time it began (if it carries a time) and its detail."""
+        start = self.start(problem)
         text = problem.text if start is None else f"{problem.text} since {clock(start)}"
-        return f"{text} {problem.detail}" if problem.detail else text
+        detail = self.detail(problem)
+        return f"{text} {detail}" if detail else text
 
 
 def clock(t: float) -> str:
@@ -136,17 +148,38 @@ def attribute_problem(
     return None
 
 
+def poll_notice(attribute: str, state: AttributeState | None) -> Problem | None:
+    """A polled attribute read less often than asked (slow, or over its device's budget)."""
+    if state is None or state.mode is not Mode.POLL:
+        return None
+    text = describe(state.poll)
+    return Problem(attribute, Level.INFO, text) if text else None
+
+
+def poll_mode_text(state: AttributeState | None) -> str | None:
+    """The short mode text of a polled attribute read less often than asked, else None."""
+    rate = state.poll if state is not None and state.mode is Mode.POLL else None
+    if rate is None or not (rate.slowed or rate.alone):
+        return None
+    every = f"{rate.period:.2g} s" if rate.period < 10 else f"{rate.period:.0f} s"
+    return f"polling · every {every} ({'slow read' if rate.alone else 'budget'})"
+
+
 def problems(
     attributes: Iterable[str],
     states: Mapping[str, AttributeState],
     last: Mapping[str, Sample],
     extra: Mapping[str, Problem] | None = None,
 ) -> list[Problem]:
-    """Problems of several attributes; ``extra`` (a view's own verdicts) wins per attribute."""
+    """Problems of several attributes; ``extra`` (a view's own verdicts) wins per attribute;
+    a slowed polling rate is said when nothing is wrong."""
     found = []
     for name in attributes:
-        problem = (extra or {}).get(name) or attribute_problem(
-            name, states.get(name), last.get(name)
+        state = states.get(name)
+        problem = (
+            (extra or {}).get(name)
+            or attribute_problem(name, state, last.get(name))
+            or poll_notice(name, state)
         )
         if problem is not None:
             found.append(problem)

@@ -3,9 +3,10 @@
 Each row shows the attribute's label, its value formatted as the device asks
 (Tango ``format``, unit, enum label), the quality as a coloured badge, a
 DevState value as a badge in the operator palette, the Tango timestamp, how it
-is acquired (event type or polling, "stale" when the device went quiet) and
-the current error. Each tick sends at most one ``patch`` with just the cells
-that changed, and nothing when none did.
+is acquired (event type or polling, with the period when polling reads it less
+often than asked, "stale" when the device went quiet) and the current error.
+Each tick sends at most one ``patch`` with just the cells that changed, and
+nothing when none did.
 
 Text from devices is HTML-escaped by the cell templates (``<%- %>``); badge
 text is black or white, whichever contrasts more with the badge colour.
@@ -32,7 +33,7 @@ from bokeh.models import (
 
 from ..tango.modes import Mode
 from ..tango.sample import AttributeInfo, Format, Kind, Quality, Sample
-from .banner import Level, Onsets, Problem, attribute_problem, clock
+from .banner import Level, Onsets, Problem, attribute_problem, clock, poll_mode_text
 from .base import AttributeState
 from .palette import ERROR_TEXT, MODE_TEXT, QUALITY_COLORS, STALE_COLOR, state_color, text_color
 from .panel import PanelView
@@ -129,7 +130,7 @@ def row_for(
     mode = state.mode if state is not None else Mode.PENDING
     row = dict.fromkeys(COLUMNS, "")
     row["label"] = label
-    row["mode"] = MODE_TEXT.get(mode, str(mode))
+    row["mode"] = poll_mode_text(state) or MODE_TEXT.get(mode, str(mode))
     row["mode_fg"] = "#4b5563"
     if last is None:
         row["value"] = "…" if mode is not Mode.FAILED else "—"
@@ -150,13 +151,17 @@ def row_for(
     if mode is Mode.FAILED:
         row["mode_fg"] = ERROR_TEXT
     problem = attribute_problem(label, state, last)
-    row["error"] = " ".join(filter(None, (problem.text, problem.detail))) if problem else ""
-    if problem is not None and onsets is not None:
-        start = onsets.update([problem]).get(problem.key)
+    if onsets is not None:
+        onsets.update([problem] if problem is not None else [])
+    if problem is None:
+        row["error"] = ""
+    elif onsets is None:
+        row["error"] = " ".join(filter(None, (problem.text, problem.detail)))
+    else:
+        row["error"] = " ".join(filter(None, (problem.text, onsets.detail(problem))))
+        start = onsets.start(problem)
         if start is not None:
             row["time"] = clock(start)
-    elif onsets is not None:
-        onsets.update([])
     return row
 
 
@@ -199,7 +204,7 @@ class ValueTable(PanelView):
             col("value", "Value", 150, _VALUE),
             col("quality", "Quality", 90, _QUALITY),
             col("time", "Time", 100, _PLAIN),
-            col("mode", "Acquisition", 120, _MODE),
+            col("mode", "Acquisition", 150, _MODE),
             col("error", "Error", 260, _ERROR),
         ]
         self._table = DataTable(
