@@ -93,8 +93,10 @@ def control_options(fn):  # type: ignore[no-untyped-def]
 @click.option("-v", "--verbose", count=True, help="More logging.")
 def main(verbose: int) -> None:
     """Live visualisation of Tango device attributes with bokeh."""
+    from bokeh.util.logconfig import basicConfig  # also takes bokeh's own handler away
+
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @main.command()
@@ -142,8 +144,10 @@ def _serve_dashboards(
         if getattr(panel.content, "commands", None) or getattr(panel.content, "write", False)
     ]
     if wants_writes and users_file is None:
+        names = sorted(set(wants_writes))
         click.echo(
-            f"note: {', '.join(sorted(set(wants_writes)))} enable writes or commands, but no "
+            f"note: {', '.join(names)} {'enables' if len(names) == 1 else 'enable'} writes "
+            "or commands, but no "
             "--users file was given: every page is read-only.",
             err=True,
         )

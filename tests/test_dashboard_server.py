@@ -124,7 +124,7 @@ def test_index_healthz_and_metrics_without_viewers(serving: Serving):
     assert any(name.startswith("process_") for name, _ in found)
 
 
-def test_healthz_fails_when_the_database_is_unreachable(hub: Hub):
+def test_healthz_fails_when_the_database_is_unreachable(hub: Hub, caplog):
     unreachable = parse(
         "title: Elsewhere\ntango_host: 127.0.0.1:1\npanels: [{table: {attributes: [a/b/c/d]}}]\n",
         "elsewhere.yaml",
@@ -132,11 +132,16 @@ def test_healthz_fails_when_the_database_is_unreachable(hub: Hub):
     server = DashboardServer([unreachable], hub=hub)
     running = Serving(server, ServeOptions(port=0, health_detail=True)).start_thread()
     try:
-        status, body = get(f"{running.url}/healthz")
+        with caplog.at_level(logging.INFO, logger="tornado.access"):
+            status, body = get(f"{running.url}/healthz")
+            wait_for(lambda: [r for r in caplog.records if r.name == "tornado.access"],
+                     what="the probe in the access log")  # fmt: skip
         assert status == 503
         health = json.loads(body)
         assert health["status"] == "failing"
         assert health["databases"]["127.0.0.1:1"]["reachable"] is False
+        probes = [r for r in caplog.records if r.name == "tornado.access"]
+        assert probes and all(r.levelno == logging.WARNING for r in probes)  # news, not an ERROR
     finally:
         running.join()
 

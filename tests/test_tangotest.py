@@ -204,3 +204,19 @@ def test_a_dashboard_in_error_lays_out_no_more_than_a_healthy_one(
         if TANGO_TEST_SERVER not in control_system._servers:
             control_system.restart_executable(TANGO_TEST_SERVER, TANGO_TEST)
             control_system.wait_ready([DEV])
+
+
+def test_the_name_check_refuses_text_spectra_and_images(tango_test: str):
+    from tango_bokeh.dashboard.check import check_files
+
+    text = f"""
+title: Text is not plotted
+panels:
+  - spectrum: {{attribute: {DEV}/string_spectrum_ro}}
+  - image: {{attribute: {DEV}/string_image_ro}}
+  - spectrum: {{attribute: {DEV}/double_spectrum_ro}}
+"""
+    problems = [str(p) for p in check_files([parse(text, "text.yaml")])]
+    assert len(problems) == 2, problems
+    assert "string_spectrum_ro' is a DevString attribute: a spectrum needs numbers" in problems[0]
+    assert "string_image_ro' is a DevString attribute: an image needs numbers" in problems[1]

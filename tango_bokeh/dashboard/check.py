@@ -197,8 +197,9 @@ def _shape_problem(ref: Reference, info: Any) -> str | None:
             f"{ref.name!r} is {_a(data_format.lower())} attribute: {panel} "
             f"(show it in {_SUGGEST_FOR_FORMAT.get(data_format, 'a table')})"
         )
-    if ref.role == "trend" and data_type not in _NUMERIC:
-        return f"{ref.name!r} is a {data_type} attribute: a trend needs numbers (use a table)"
+    if ref.role in ("trend", "spectrum", "image") and data_type not in _NUMERIC:
+        hint = "use a table" if ref.role == "trend" else "no panel plots text"
+        return f"{ref.name!r} is a {data_type} attribute: {_a(ref.role)} needs numbers ({hint})"
     if ref.role == "write" and info.writable == tango.AttrWriteType.READ:
         return f"{ref.name!r} is read-only: it cannot be written"
     return None

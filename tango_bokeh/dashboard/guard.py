@@ -54,6 +54,7 @@ from bokeh.server.views.autoload_js_handler import AutoloadJsHandler
 from bokeh.server.views.session_handler import SessionHandler
 from bokeh.server.views.ws import WSHandler
 from tornado.httputil import HTTPServerRequest
+from tornado.log import access_log
 from tornado.web import OutputTransform, RequestHandler
 
 from .auth import USER_COOKIE, Access
@@ -252,6 +253,18 @@ class GuardedTornado(BokehTornado):
         return self.get_handler_delegate(
             request, Refusal, {"status": status, "message": f"Refused: {message}."}
         )
+
+    def log_request(self, handler: RequestHandler) -> None:
+        """tornado's access log, except that a failing probe is news, not a server error."""
+        if handler.request.path == "/healthz" and handler.get_status() == 503:
+            access_log.warning(
+                "%d %s (%.0f ms): the health check fails",
+                handler.get_status(),
+                handler._request_summary(),
+                1000.0 * handler.request.request_time(),
+            )
+            return
+        super().log_request(handler)
 
     # -- websockets ---------------------------------------------------------------------------
 
