@@ -18,6 +18,7 @@ from .ring import Ring
 from .tango.acquisition import Acquisition, AcquisitionConfig, Handle
 from .tango.modes import Mode, checked_poll_period
 from .tango.names import AttributeName, parse_name
+from .tango.polling import PollRate, describe
 from .tango.sample import AttributeInfo, Format, Sample
 
 #: Ring capacity by data format: enough history for a trend, bounded memory for images.
@@ -40,6 +41,12 @@ class ChannelStats:
     errors: int
     last_error: str | None
     last_update: float | None  # time of the newest sample (Tango's, or when an error was seen)
+    #: Under client polling: seconds between reads as read (longer than asked when slow or
+    #: over its device's budget), as asked, and what a read of it takes; else None.
+    poll_period: float | None = None
+    poll_requested: float | None = None
+    read_seconds: float | None = None
+    read_alone: bool = False  # too slow for its device's batch: read on its own
 
 
 @dataclass
@@ -53,6 +60,10 @@ class HubStats:
     polled_devices: int
     device_reads: int
     attributes: dict[str, ChannelStats] = field(default_factory=dict)
+    #: Share of each polled device's time our reads take (planned), by device address.
+    poll_load: dict[str, float] = field(default_factory=dict)
+    #: Batch reads that failed as a whole and were split into reads of one attribute.
+    poll_splits: int = 0
     #: Times each acquisition thread died and was restarted (``scheduler``, ``drain``).
     worker_restarts: dict[str, int] = field(default_factory=dict)
 
@@ -72,6 +83,7 @@ class Channel:
         self.info: AttributeInfo | None = None
         self.mode = Mode.PENDING
         self.status: str | None = None  # why the mode is what it is (last subscription error)
+        self.poll: PollRate | None = None  # how it is polled, under client polling
         self.received = 0
         self.dropped = 0
         self.queue_full = 0
@@ -136,6 +148,15 @@ class Channel:
         with self._lock:
             self.mode = mode
             self.status = error
+            if mode is not Mode.POLL:
+                self.poll = None
+
+    def set_poll(self, rate: PollRate) -> None:
+        """How polling reads it now; a slowed rate becomes the status (shown with the mode)."""
+        with self._lock:
+            if self.mode is Mode.POLL:
+                self.poll = rate
+                self.status = describe(rate)
 
     def resolve(self, name: AttributeName) -> None:
         if self.on_resolve is not None:
@@ -217,6 +238,10 @@ class Channel:
                 errors=self.errors,
                 last_error=self.status if self.mode is Mode.FAILED else self.last_error,
                 last_update=self.last_update,
+                poll_period=self.poll.period if self.poll else None,
+                poll_requested=self.poll.requested if self.poll else None,
+                read_seconds=self.poll.read_seconds if self.poll else None,
+                read_alone=self.poll.alone if self.poll else False,
             )
 
 
@@ -383,6 +408,8 @@ class Hub:
             device_reads=acq["device_reads"],
             attributes=per,
             worker_restarts=dict(acq.get("worker_restarts", {})),
+            poll_load=dict(acq.get("poll_load", {})),
+            poll_splits=acq.get("poll_splits", 0),
         )
 
     def close(self) -> None:

@@ -238,7 +238,9 @@ class Session:
     def states(self) -> dict[str, AttributeState]:
         """Metadata, mode and error of every subscribed attribute, for the views."""
         return {
-            name: AttributeState(name, c.info, c.mode, c.status, c.lost, c.channel.queue_full)
+            name: AttributeState(
+                name, c.info, c.mode, c.status, c.lost, c.channel.queue_full, c.channel.poll
+            )
             for name, c in self._cursors.items()
         }
 

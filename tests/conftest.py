@@ -14,7 +14,7 @@ from tango_bokeh.hub import Hub
 from tango_bokeh.session import Session
 from tango_bokeh.sim import ControlSystem
 from tango_bokeh.tango.acquisition import Acquisition, AcquisitionConfig
-from tango_bokeh_devices.catalog import DEMO
+from tango_bokeh_devices.catalog import AWKWARD, DEMO
 
 
 @pytest.fixture(scope="session")
@@ -111,3 +111,19 @@ def tango_test(control_system: ControlSystem) -> Iterator[str]:
         yield TANGO_TEST_DEVICE
     finally:
         control_system.stop_named(TANGO_TEST_SERVER)
+
+
+@pytest.fixture(scope="session")
+def awkward(
+    control_system: ControlSystem, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``sim/awkward/1`` (devices/awkward.py) on the test database, started by the first test
+    that asks (the other tests do not pay for its server). Tests restore what they change."""
+    system = ControlSystem(
+        tmp_path_factory.mktemp("awkward"), AWKWARD, tango_host=control_system.tango_host
+    )
+    system.start(timeout=60)
+    try:
+        yield AWKWARD[0].devices[0].name
+    finally:
+        system.stop()

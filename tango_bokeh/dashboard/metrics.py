@@ -101,8 +101,29 @@ class HubCollector(Collector):
             "Seconds since the last sample of each attribute",
             labels=labels,
         )
+        poll_period = GaugeMetricFamily(
+            f"{PREFIX}_attribute_poll_period_seconds",
+            "Seconds between client reads of each polled attribute, as read (longer than "
+            "asked when it is slow or its device's polling budget is spent)",
+            labels=labels,
+        )
+        poll_asked = GaugeMetricFamily(
+            f"{PREFIX}_attribute_poll_requested_seconds",
+            "Seconds between client reads of each polled attribute, as asked",
+            labels=labels,
+        )
+        read_seconds = GaugeMetricFamily(
+            f"{PREFIX}_attribute_read_seconds",
+            "Seconds a client read of each polled attribute takes (its device's batch, or "
+            "the attribute alone when it is too slow for the batch)",
+            labels=labels,
+        )
         now = time.time()
         for key, channel in sorted(stats.attributes.items()):
+            if channel.poll_period is not None:
+                poll_period.add_metric([key], channel.poll_period)
+                poll_asked.add_metric([key], float(channel.poll_requested or 0.0))
+                read_seconds.add_metric([key], float(channel.read_seconds or 0.0))
             mode.add_metric([key, channel.mode], 1.0)
             readers.add_metric([key], float(channel.consumers))
             received.add_metric([key], float(channel.received))
@@ -113,6 +134,22 @@ class HubCollector(Collector):
             if channel.last_update is not None:
                 age.add_metric([key], max(0.0, now - channel.last_update))
         yield from (mode, readers, received, dropped, queue_full, late, errors, age)
+        yield from (poll_period, poll_asked, read_seconds)
+        load = GaugeMetricFamily(
+            f"{PREFIX}_device_poll_load",
+            "Share of each polled device's time that client polling takes (planned; at most "
+            "the polling budget)",
+            labels=["device"],
+        )
+        for device, share in sorted(stats.poll_load.items()):
+            load.add_metric([device], share)
+        yield load
+        splits = CounterMetricFamily(
+            f"{PREFIX}_poll_splits",
+            "Batch reads that failed as a whole and were split into reads of one attribute",
+        )
+        splits.add_metric([], float(stats.poll_splits))
+        yield splits
 
     def _session_metrics(self) -> Iterator[Metric]:
         per: dict[str, list[Session]] = defaultdict(list)

@@ -3,8 +3,11 @@
 Every Tango call (proxy creation, configuration read, ``subscribe_event``,
 ``unsubscribe_event``, ``read_attributes``) runs on a small worker pool, so the
 bokeh loop never blocks on a slow or dead device. A single scheduler thread
-times retries and client polling. Polling is batched per device: one
-``read_attributes`` call per device and period, never two in flight.
+times retries and client polling. Polling is a guest of the device
+(:mod:`.polling`): one ``read_attributes`` per device and period for the
+attributes that answer quickly, slow ones read alone at a pace of their own,
+a batch that fails as a whole split, at most one read in flight per device
+and the device's total read time within ``poll_budget`` of wall time.
 
 Events are subscribed in Tango's pull mode: Tango's event thread only queues
 them (in C++, without the GIL), and one drain thread empties every queue each
@@ -42,7 +45,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -56,8 +59,18 @@ from .convert import (
     sample_from_exception,
     samples_from_events,
 )
-from .modes import Mode, Step, checked_poll_period, following, next_step
+from .modes import MAX_POLL_PERIOD, Mode, Step, checked_poll_period, following, next_step
 from .names import AttributeName
+from .polling import (
+    DEFAULT_BUDGET,
+    Failure,
+    PollRate,
+    classify,
+    effective_periods,
+    is_slow,
+    may_rejoin,
+    next_cost,
+)
 from .sample import AttributeInfo, Quality, Sample
 
 log = logging.getLogger(__name__)
@@ -86,6 +99,9 @@ class Feed(Protocol):
 
     def set_info(self, info: AttributeInfo) -> None: ...
 
+    def set_poll(self, rate: PollRate) -> None:
+        """How the attribute is polled now (its period is longer when slow or over budget)."""
+
     def resolve(self, name: AttributeName) -> None:
         """The device alias in the feed's name stands for the device of ``name``."""
 
@@ -95,7 +111,14 @@ class AcquisitionConfig:
     """Tunables; the defaults suit a beamline control room."""
 
     poll_period: float = 1.0  # seconds between client polls of an attribute without events
-    timeout_ms: int = 3000  # Tango client time-out for every call we make
+    timeout_ms: int = 3000  # Tango client time-out of each device's proxy (every call we make)
+    #: Per-device time-outs (ms) instead of ``timeout_ms``, by device name or alias.
+    device_timeouts_ms: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: Time-out of the reads of an attribute found too slow for its device's batch (it is
+    #: read alone, through a proxy of its own): long enough for it to answer at all.
+    slow_timeout_ms: int = 10_000
+    #: Share of each device's wall time that our polling reads may take (see tango/polling.py).
+    poll_budget: float = DEFAULT_BUDGET
     retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)  # while a device is unreachable
     workers: int = 8
     drain_period: float = 0.025  # seconds between two drains of Tango's event queues
@@ -109,8 +132,13 @@ class AcquisitionConfig:
             raise ValueError("retry_delays needs at least one delay")
         for delay in self.retry_delays:
             _check_seconds("retry_delays", delay, 3600.0)
+        if not (isinstance(self.poll_budget, int | float) and 0 < self.poll_budget <= 1):
+            raise ValueError(f"poll_budget must be a fraction above 0 and at most 1: "
+                             f"{self.poll_budget!r}")  # fmt: skip
         counts = {"timeout_ms": self.timeout_ms, "workers": self.workers,
-                  "queue_bytes": self.queue_bytes, "max_queue": self.max_queue}  # fmt: skip
+                  "queue_bytes": self.queue_bytes, "max_queue": self.max_queue,
+                  "slow_timeout_ms": self.slow_timeout_ms}  # fmt: skip
+        counts.update({f"device_timeouts_ms[{k!r}]": v for k, v in self.device_timeouts_ms.items()})
         for name, value in counts.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
@@ -198,23 +226,12 @@ class Handle:
         return f"<Handle {self.name} {self.mode}{' stopped' if self.stopped else ''}>"
 
 
-class _DevicePoll:
-    """Client polling of all polled attributes of one device."""
-
-    def __init__(self, proxy: Any, period: float) -> None:
-        self.proxy = proxy
-        self.period = period
-        self.handles: dict[str, list[Handle]] = {}
-        self.in_flight = False
-        self.reads = 0
-        self.last_duration = 0.0
-
-
 class Acquisition:
     """Runs the subscription chain and client polling for any number of attributes."""
 
     def __init__(self, config: AcquisitionConfig | None = None) -> None:
         self.config = config or AcquisitionConfig()
+        self._device_timeouts = {k.lower(): v for k, v in self.config.device_timeouts_ms.items()}
         self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="tango-acq")
         self._lock = threading.Lock()
         self._event_calls = _EVENT_CALLS
@@ -263,10 +280,14 @@ class Acquisition:
         with self._lock:
             return {
                 "subscriptions": len(self._live),
-                "polled": sum(len(hs) for p in self._polls.values() for hs in p.handles.values()),
+                "polled": sum(
+                    len(a.handles) for p in self._polls.values() for a in p.attrs.values()
+                ),
                 "polled_devices": len(self._polls),
                 "device_reads": sum(p.reads for p in self._polls.values()),
                 "poll_duration": max((p.last_duration for p in self._polls.values()), default=0.0),
+                "poll_load": {p.address: p.load for p in self._polls.values()},
+                "poll_splits": sum(p.splits for p in self._polls.values()),
                 "proxies": len(self._proxies),
                 "worker_restarts": dict(self._restarts),
             }
@@ -390,13 +411,22 @@ class Acquisition:
                 timeout = min(self._timers[0][0] - now, MAX_WAIT) if self._timers else None
                 self._wake.wait(timeout)
 
+    def timeout_ms(self, name: AttributeName) -> int:
+        """The client time-out of ``name``'s device: its entry in ``device_timeouts_ms`` (by
+        device name, alias or address, any case), else ``timeout_ms``."""
+        timeouts = self._device_timeouts
+        for key in (name.device_address.lower(), name.device.lower()):
+            if key in timeouts:
+                return timeouts[key]
+        return self.config.timeout_ms
+
     def _proxy(self, name: AttributeName) -> Any:
         key = name.device_address.lower()
         with self._lock:
             proxy = self._proxies.get(key)
         if proxy is None:
             proxy = tango.DeviceProxy(name.device_address)
-            proxy.set_timeout_millis(self.config.timeout_ms)
+            proxy.set_timeout_millis(self.timeout_ms(name))
             with self._lock:
                 proxy = self._proxies.setdefault(key, proxy)
         return proxy
@@ -547,18 +577,20 @@ class Acquisition:
                 feed.push(Sample(time.time(), None, Quality.INVALID, text))
         return text
 
-    # -- client polling, batched per device -------------------------------------
+    # -- client polling: batched per device, slow attributes alone, within a budget ----------
 
     def _start_polling(self, handle: Handle, feed: Feed) -> None:
         key = handle.name.device_address.lower()
         attr = handle.name.attribute.lower()
         with self._lock:
             poll = self._polls.get(key)
-            new = poll is None
-            if new:
-                poll = self._polls[key] = _DevicePoll(handle.proxy, handle.period)
-            poll.period = min(poll.period, handle.period)
-            poll.handles.setdefault(attr, []).append(handle)
+            if poll is None:
+                poll = self._polls[key] = _DevicePoll(key, handle.name.device_address, handle.proxy)
+            polled = poll.attrs.get(attr)
+            if polled is None:
+                polled = poll.attrs[attr] = _Polled(attr)
+            polled.handles.append(handle)
+            told = polled.told
         with handle._lock:
             handle.mode = Mode.POLL
             stopped = handle.stopped
@@ -566,8 +598,9 @@ class Acquisition:
             self._stop_polling(handle)
             return
         feed.set_mode(Mode.POLL)
-        if new:
-            self._submit(self._poll_device, key)
+        if told is not None:  # a second reader of an attribute already polled
+            feed.set_poll(told)
+        self._wake_poller(key, 0.0, only_if_idle=True)
 
     def _stop_polling(self, handle: Handle) -> None:
         key = handle.name.device_address.lower()
@@ -576,64 +609,298 @@ class Acquisition:
             poll = self._polls.get(key)
             if poll is None:
                 return
-            handles = poll.handles.get(attr, [])
-            if handle in handles:
-                handles.remove(handle)
-            if not handles:
-                poll.handles.pop(attr, None)
-            if not poll.handles:
+            polled = poll.attrs.get(attr)
+            if polled is not None and handle in polled.handles:
+                polled.handles.remove(handle)
+            if polled is not None and not polled.handles:
+                del poll.attrs[attr]
+            if not poll.attrs:
                 del self._polls[key]
 
-    def _poll_device(self, key: str) -> None:
+    def _wake_poller(self, key: str, delay: float, only_if_idle: bool = False) -> None:
+        """Run the device's poller in ``delay`` s; any earlier timer of it is void."""
         with self._lock:
             poll = self._polls.get(key)
-            if poll is None or poll.in_flight:
-                return
+            if poll is None or (only_if_idle and poll.in_flight):
+                return  # a poller in flight plans its next round when it ends
+            poll.wake += 1
+            token = poll.wake
+        self._later(delay, lambda: self._submit(self._poll_device, key, token))
+
+    def _poll_device(self, key: str, token: int) -> None:
+        """Thread contract: one round of reads of one device (never two rounds at once)."""
+        with self._lock:
+            poll = self._polls.get(key)
+            if poll is None or poll.in_flight or token != poll.wake:
+                return  # gone, busy, or an outdated timer
             poll.in_flight = True
-            names = list(poll.handles)
-        started = time.monotonic()
         try:
-            results = self._read_device(key, poll.proxy, names)
-            with self._lock:
-                poll.reads += 1
-                poll.last_duration = time.monotonic() - started
-                targets = [(list(poll.handles.get(attr, ())), s) for attr, s in results]
-            for handles, sample in targets:
-                for handle in handles:
-                    feed = handle.feed
-                    if feed is not None and not handle.stopped:
-                        try:
-                            feed.push(sample)
-                        except Exception as exc:
-                            self._attribute_failed(handle, "store a polled value", exc)
+            self._poll_round(poll)
         finally:
             with self._lock:
                 poll.in_flight = False
                 alive = self._polls.get(key) is poll
-        if alive:
-            delay = max(0.0, poll.period - (time.monotonic() - started))
-            self._later(delay, lambda: self._submit(self._poll_device, key))
+                delay, tell = self._plan(poll, time.monotonic()) if alive else (0.0, [])
+            for handles, rate in tell:
+                for handle in handles:
+                    feed = handle.feed
+                    if feed is not None and not handle.stopped:
+                        with contextlib.suppress(Exception):
+                            feed.set_poll(rate)
+            if alive:
+                self._wake_poller(key, delay)
 
-    def _read_device(self, key: str, proxy: Any, names: list[str]) -> list[tuple[str, Sample]]:
-        """One ``read_attributes`` of the device's polled ``names``, each reply converted on its
-        own: a reply that cannot be converted is that attribute's error, not the device's."""
+    def _poll_round(self, poll: _DevicePoll) -> None:
+        """Read what is due: new attributes alone (to learn their read time), the batch, then
+        the slow attributes alone. A device that does not answer ends the round."""
+        now = time.monotonic()
+        with self._lock:
+            if now < poll.resume_at:
+                return
+            new = [p for p in poll.attrs.values() if not p.probed]
+            batch = [p for p in poll.attrs.values() if p.probed and not p.alone]
+            alone = [p for p in poll.attrs.values() if p.alone and p.due <= now]
+            batch_due = bool(batch) and poll.batch_due <= now
+        if new and not self._read_alone(poll, new, probe=True):
+            return
+        if batch_due and not self._read_batch(poll, batch):
+            return
+        self._read_alone(poll, alone, probe=False)
+
+    def _read_batch(self, poll: _DevicePoll, batch: list[_Polled]) -> bool:
+        """One ``read_attributes`` of the batch; split it if it fails as a whole. False if the
+        round must end."""
+        started = time.monotonic()
+        names = [p.attr for p in batch]
+        replies, elapsed = self._read(poll, poll.proxy, names)
+        with self._lock:
+            poll.batch_last = started
+        if not isinstance(replies, BaseException):
+            with self._lock:
+                poll.batch_cost = next_cost(poll.batch_cost, elapsed)
+            for polled, reply in zip(batch, replies, strict=False):
+                self._deliver(polled, self._convert(poll.key, polled.attr, reply))
+            return True
+        failure = self._failure(replies)
+        if failure is Failure.UNREACHABLE or (
+            failure is Failure.TIMEOUT and not self._answers(poll)
+        ):
+            self._device_failed(poll, batch, replies, elapsed)
+            return False
+        # Failed as a whole while the device answers: one of them is slow or poisonous.
+        with self._lock:
+            for polled in batch:
+                polled.probed = False  # each is read alone next, to find which
+            poll.splits += 1
+            if failure is Failure.TIMEOUT:  # the device still works on what we gave up on
+                poll.resume_at = time.monotonic() + elapsed
+        if failure is Failure.TIMEOUT:
+            return False
+        return self._read_alone(poll, batch, probe=True)
+
+    def _read_alone(self, poll: _DevicePoll, polled_list: list[_Polled], probe: bool) -> bool:
+        """Read each attribute on its own; classify it as batch member or slow. False if the
+        round must end (the device does not answer, or is still busy with a timed-out read)."""
+        budget = self.config.poll_budget
+        for index, polled in enumerate(polled_list):
+            proxy = poll.proxy if probe or not polled.alone else self._slow_proxy(poll)
+            started = time.monotonic()
+            replies, elapsed = self._read(poll, proxy, [polled.attr])
+            requested = polled.requested
+            if isinstance(replies, BaseException):
+                failure = self._failure(replies)
+                if failure is Failure.UNREACHABLE or (
+                    failure is Failure.TIMEOUT and not self._answers(poll)
+                ):
+                    self._device_failed(poll, polled_list[index:], replies, elapsed)
+                    return False
+                sample = sample_from_exception(replies)
+                if failure is Failure.TIMEOUT:
+                    timeout = proxy.get_timeout_millis() / 1000.0
+                    text = (
+                        f"slow to read: no answer within {timeout:g} s (the device answers "
+                        f"otherwise); read alone, within the device's polling budget"
+                    )
+                    sample = Sample(time.time(), None, Quality.INVALID, text, stale=True)
+                with self._lock:  # slow or poisonous: alone, so that it harms only itself
+                    polled.probed, polled.alone, polled.last = True, True, started
+                    polled.cost = next_cost(polled.cost, elapsed)
+                    if failure is Failure.TIMEOUT:
+                        # The device goes on reading what we gave up on: a read now would
+                        # wait for it and look slow. The round ends; the next starts later.
+                        poll.resume_at = time.monotonic() + elapsed
+                self._deliver(polled, sample)
+                if failure is Failure.TIMEOUT:
+                    return False
+                continue
+            with self._lock:
+                polled.probed, polled.last = True, started
+                polled.cost = next_cost(None if probe else polled.cost, elapsed)
+                # This read decides where it belongs; the estimate only paces it.
+                if is_slow(elapsed, requested, budget):
+                    polled.alone = True
+                elif probe or may_rejoin(elapsed, requested, budget):
+                    polled.alone = False  # fast: (back) in the batch
+            self._deliver(polled, self._convert(poll.key, polled.attr, replies[0]))
+        return True
+
+    def _read(self, poll: _DevicePoll, proxy: Any, names: list[str]) -> tuple[Any, float]:
+        """``read_attributes(names)``: the replies, or the exception; and the seconds it took."""
+        started = time.monotonic()
         try:
-            replies = proxy.read_attributes(names)
-        except tango.DevFailed as exc:
-            error = sample_from_exception(exc)
-            return [(attr, error) for attr in names]
-        except Exception as exc:  # not a Tango error: every attribute of the read shows it
-            text = f"tango_bokeh could not read {key}: {type(exc).__name__}: {exc}"
-            self._log_limited(f"read {key}", "%s", text, exc=exc)
-            error = Sample(time.time(), None, Quality.INVALID, text)
-            return [(attr, error) for attr in names]
-        results = []
-        for attr, reply in zip(names, replies, strict=False):  # replies come in request order
-            try:
-                sample = sample_from_attribute(reply)
-            except Exception as exc:
-                text = f"tango_bokeh could not convert the value: {type(exc).__name__}: {exc}"
-                self._log_limited(f"convert {key}/{attr}", "%s/%s: %s", key, attr, text, exc=exc)
-                sample = Sample(time.time(), None, Quality.INVALID, text)
-            results.append((attr, sample))
-        return results
+            result: Any = proxy.read_attributes(names)
+        except Exception as exc:
+            result = exc
+        elapsed = time.monotonic() - started
+        with self._lock:
+            poll.reads += 1
+            poll.busy += elapsed
+            poll.last_duration = elapsed
+        return result, elapsed
+
+    def _answers(self, poll: _DevicePoll) -> bool:
+        """Whether the device answers a ping: it does while a slow read holds it, not when its
+        server hangs."""
+        try:
+            poll.proxy.ping()
+        except Exception:
+            return False
+        return True
+
+    @staticmethod
+    def _failure(exc: BaseException) -> Failure:
+        if not isinstance(exc, tango.DevFailed):
+            return Failure.OTHER
+        errors = exc.args
+        return classify(
+            [str(getattr(e, "reason", "")) for e in errors],
+            [str(getattr(e, "desc", "")) for e in errors],
+        )
+
+    def _device_failed(
+        self, poll: _DevicePoll, polled_list: list[_Polled], exc: BaseException, elapsed: float
+    ) -> None:
+        """The device did not answer: every attribute of the round says so; no read of the
+        device until its budget allows (a time-out counts as a read of that length)."""
+        if isinstance(exc, tango.DevFailed):
+            sample = sample_from_exception(exc)
+        else:  # not a Tango error: every attribute of the read shows it
+            text = f"tango_bokeh could not read {poll.key}: {type(exc).__name__}: {exc}"
+            self._log_limited(f"read {poll.key}", "%s", text, exc=exc)
+            sample = Sample(time.time(), None, Quality.INVALID, text)
+        with self._lock:
+            requested = min((p.requested for p in poll.attrs.values()), default=1.0)
+            pause = max(requested, min(MAX_POLL_PERIOD, elapsed / self.config.poll_budget))
+            poll.resume_at = time.monotonic() + pause
+        for polled in polled_list:
+            self._deliver(polled, sample)
+
+    def _deliver(self, polled: _Polled, sample: Sample) -> None:
+        with self._lock:
+            handles = list(polled.handles)
+        for handle in handles:
+            feed = handle.feed
+            if feed is not None and not handle.stopped:
+                try:
+                    feed.push(sample)
+                except Exception as exc:
+                    self._attribute_failed(handle, "store a polled value", exc)
+
+    def _convert(self, key: str, attr: str, reply: Any) -> Sample:
+        """One reply as a sample; a reply that cannot be converted is that attribute's error."""
+        try:
+            return sample_from_attribute(reply)
+        except Exception as exc:
+            text = f"tango_bokeh could not convert the value: {type(exc).__name__}: {exc}"
+            self._log_limited(f"convert {key}/{attr}", "%s/%s: %s", key, attr, text, exc=exc)
+            return Sample(time.time(), None, Quality.INVALID, text)
+
+    def _slow_proxy(self, poll: _DevicePoll) -> Any:
+        """A proxy of the device for slow attributes alone, with the longer ``slow_timeout_ms``
+        (a proxy's time-out applies to every call made through it)."""
+        if poll.slow_proxy is None:
+            proxy = tango.DeviceProxy(poll.address)
+            proxy.set_timeout_millis(self.config.slow_timeout_ms)
+            poll.slow_proxy = proxy
+        return poll.slow_proxy
+
+    def _plan(
+        self, poll: _DevicePoll, now: float
+    ) -> tuple[float, list[tuple[list[Handle], PollRate]]]:
+        """Under the lock: each unit's period within the budget, the next due times, the
+        delay until the next round and what to tell the feeds whose rate changed."""
+        budget = self.config.poll_budget
+        batch = [p for p in poll.attrs.values() if p.probed and not p.alone]
+        alone = [p for p in poll.attrs.values() if p.probed and p.alone]
+        units: list[tuple[float, float]] = []
+        if batch:
+            units.append((min(p.requested for p in batch), poll.batch_cost or 0.0))
+        units += [(p.requested, p.cost or 0.0) for p in alone]
+        periods = effective_periods(units, budget)
+        tell: list[tuple[list[Handle], PollRate]] = []
+        load = 0.0
+        if batch:
+            period = periods.pop(0)
+            poll.batch_due = poll.batch_last + period
+            load += (poll.batch_cost or 0.0) / period
+            cost = poll.batch_cost or 0.0
+            for p in batch:
+                rate = PollRate(p.requested, max(p.requested, period), cost, False, budget)
+                if rate.differs(p.told):
+                    p.told = rate
+                    tell.append((list(p.handles), rate))
+        for p, period in zip(alone, periods, strict=True):
+            p.due = p.last + period
+            load += (p.cost or 0.0) / period
+            rate = PollRate(p.requested, period, p.cost or 0.0, True, budget)
+            if rate.differs(p.told):
+                p.told = rate
+                tell.append((list(p.handles), rate))
+        poll.load = load
+        dues = [poll.batch_due] if batch else []
+        dues += [p.due for p in alone]
+        if any(not p.probed for p in poll.attrs.values()):
+            dues.append(now)
+        wake = max(min(dues, default=now + MAX_WAIT), poll.resume_at)
+        return max(0.0, wake - now), tell
+
+
+@dataclasses.dataclass(eq=False)
+class _Polled:
+    """One attribute under client polling, as its device's poller sees it."""
+
+    attr: str
+    handles: list[Handle] = dataclasses.field(default_factory=list)
+    probed: bool = False  # read alone once, so its read time is known
+    alone: bool = False  # too slow (or failing as a whole) for the batch: read on its own
+    cost: float | None = None  # seconds a read of it alone takes (estimate)
+    last: float = 0.0  # monotonic time its last read alone started
+    due: float = 0.0  # when it is next read alone
+    told: PollRate | None = None  # what its feeds were last told
+
+    @property
+    def requested(self) -> float:
+        return min((h.period for h in self.handles), default=MAX_POLL_PERIOD)
+
+
+class _DevicePoll:
+    """Client polling of one device: its attributes, its batch, its budget. Guarded by the
+    acquisition's lock, read by one round at a time."""
+
+    def __init__(self, key: str, address: str, proxy: Any) -> None:
+        self.key = key
+        self.address = address
+        self.proxy = proxy
+        self.slow_proxy: Any = None  # made on first need, on a polling thread
+        self.attrs: dict[str, _Polled] = {}
+        self.in_flight = False
+        self.wake = 0  # token of the one timer that may start the next round
+        self.reads = 0
+        self.splits = 0  # batch reads that failed as a whole and were split
+        self.busy = 0.0  # seconds spent reading, in total
+        self.last_duration = 0.0
+        self.batch_cost: float | None = None
+        self.batch_last = 0.0
+        self.batch_due = 0.0
+        self.resume_at = 0.0  # no read before this (the device did not answer)
+        self.load = 0.0  # planned share of the device's time taken by our reads

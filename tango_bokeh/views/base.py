@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from bokeh.models import LayoutDOM
 
 from ..tango.modes import Mode
+from ..tango.polling import PollRate
 from ..tango.sample import AttributeInfo, Sample
 
 
@@ -30,6 +31,7 @@ class AttributeState:
     status: str | None  # why it is pending/failed (a Tango error text), else None
     lost: int = 0  # samples this reader lost to ring overflow so far
     queue_full: int = 0  # times Tango's event queue was found full (events lost before the hub)
+    poll: PollRate | None = None  # under client polling: how often it is read, and why
 
 
 class View(abc.ABC):
