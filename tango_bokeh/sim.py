@@ -214,6 +214,30 @@ class ControlSystem:
         log_path = self.state_dir / "logs" / f"{server.server}-{server.instance}.log"
         self._servers[server.full_name] = _Process(server.full_name, argv, self.env(), log_path)
 
+    def stop_database(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the embedded database (an outage); :meth:`restart_database` brings it back."""
+        if self._db is not None:
+            if sig == signal.SIGKILL:
+                self._db.signal_group(signal.SIGKILL)
+                self._db.popen.wait(10)
+            self._db.stop()
+            self._db = None
+
+    def restart_database(self, timeout: float = 60.0) -> None:
+        """Start the embedded database again on the same port, with the same data."""
+        if not self.embedded or self.tango_host is None:
+            raise ControlSystemError("only an embedded database can be restarted")
+        if self._db is not None and self._db.alive():
+            raise ControlSystemError("the database is running")
+        self.port = int(self.tango_host.rsplit(":", 1)[1])
+        deadline = time.monotonic() + timeout
+        while not port_is_free(self.host, self.port):  # the old listener's socket lingers
+            if time.monotonic() > deadline:
+                raise ControlSystemError(f"port {self.port} stays busy")
+            time.sleep(0.2)
+        self._start_database(deadline)
+        self._wait_database(deadline)
+
     def start_executable(
         self, full_name: str, executable: str | Path, devices: Mapping[str, str]
     ) -> None:
