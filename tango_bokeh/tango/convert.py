@@ -14,7 +14,7 @@ import numpy as np
 import tango
 
 from .modes import RETRY_REASONS
-from .sample import AttributeInfo, Format, Kind, Quality, Sample
+from .sample import AttributeInfo, Encoded, Format, Kind, Quality, Sample
 
 #: Error reasons that mean "the device is not talking to us", not a bad value: the
 #: same ones for which acquisition keeps retrying.
@@ -76,6 +76,8 @@ def info_from_config(config: Any) -> AttributeInfo:
         kind, np_dtype = Kind.BOOL, "bool"
     elif dtype == tango.CmdArgType.DevString:
         kind, np_dtype = Kind.STRING, "object"
+    elif dtype == tango.CmdArgType.DevEncoded:
+        kind, np_dtype = Kind.ENCODED, "object"
     elif dtype in _NUMERIC_DTYPES:
         kind, np_dtype = Kind.NUMBER, _NUMERIC_DTYPES[dtype]
     else:
@@ -122,6 +124,8 @@ def _value(raw: Any) -> Any:
     if isinstance(raw, np.floating | float):
         return float(raw)
     if isinstance(raw, list | tuple):
+        if len(raw) == 2 and isinstance(raw[0], str) and isinstance(raw[1], bytes | bytearray):
+            return Encoded(raw[0], bytes(raw[1]))  # DevEncoded: (format, data)
         if raw and all(isinstance(v, str) for v in raw):
             return tuple(raw)
         return np.asarray(raw)

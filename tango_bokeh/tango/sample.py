@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -25,6 +27,7 @@ class Kind(StrEnum):
     STRING = "string"
     ENUM = "enum"
     STATE = "state"
+    ENCODED = "encoded"  # DevEncoded: a format name and bytes
     OTHER = "other"
 
 
@@ -32,6 +35,58 @@ class Format(StrEnum):
     SCALAR = "scalar"
     SPECTRUM = "spectrum"
     IMAGE = "image"
+
+
+#: Longest text a decoded DevEncoded value is shown as (the rest is cut, with "…").
+ENCODED_TEXT_LIMIT = 200
+#: DevEncoded formats decoded as text (case-insensitive); "json" is parsed and re-written.
+TEXT_FORMATS = frozenset({"utf8", "utf-8", "text", "string", "ascii"})
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A ``DevEncoded`` value: the device's format name and the raw bytes."""
+
+    format: str
+    data: bytes
+
+    def text(self, limit: int = ENCODED_TEXT_LIMIT) -> str:
+        """Decoded where the format says how (``json``, ``utf8``), else size and format."""
+        name = self.format.strip().lower()
+        try:
+            if name == "json" or name.endswith("/json"):
+                decoded = json.loads(self.data.decode("utf-8"))
+                shown = json.dumps(decoded, ensure_ascii=False, separators=(", ", ": "))
+            elif name in TEXT_FORMATS:
+                shown = self.data.decode("utf-8")
+            else:
+                return self.summary()
+        except (UnicodeDecodeError, ValueError):
+            return f"{self.summary()}, not valid {self.format}"
+        return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+    def summary(self) -> str:
+        return f"{len(self.data):,} bytes, format {self.format!r}"
+
+
+#: Magnitude from which a finite number is shown in scientific notation whatever the
+#: device's format asks ("%.3f" % 1e308 is 312 characters).
+LONG_NUMBER = 1e15
+
+
+def format_number(value: float, display_format: str = "") -> str:
+    """A number as the device's ``format`` asks; NaN and the infinities by name (``NaN``,
+    ``+∞``, and ``-∞`` with a true minus sign), huge numbers short."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+\u221e" if value > 0 else "\u2212\u221e")
+    if display_format and abs(value) < LONG_NUMBER:
+        try:
+            return display_format % value
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float) and (abs(value) >= LONG_NUMBER):
+        return f"{value:.6g}"
+    return str(value)
 
 
 class Sample(NamedTuple):
@@ -87,9 +142,9 @@ class AttributeInfo:
                 return self.enum_labels[int(value)]
             except (ValueError, IndexError):
                 return str(value)
-        if self.kind is Kind.NUMBER and self.format is Format.SCALAR and self.display_format:
-            try:
-                return self.display_format % value
-            except (TypeError, ValueError):
-                pass
+        if isinstance(value, Encoded):
+            return value.text()
+        number = isinstance(value, float | int) and not isinstance(value, bool)
+        if number and self.kind is Kind.NUMBER and self.format is Format.SCALAR:
+            return format_number(value, self.display_format)
         return str(value)

@@ -37,7 +37,7 @@ def view_class(info: AttributeInfo) -> type[View] | None:
     if info.format is Format.SCALAR:
         if info.kind in (Kind.NUMBER, Kind.BOOL):
             return Trend
-        if info.kind in (Kind.STRING, Kind.ENUM, Kind.STATE):
+        if info.kind in (Kind.STRING, Kind.ENUM, Kind.STATE, Kind.ENCODED):
             return ValueTable
         return None
     if info.kind not in (Kind.NUMBER, Kind.BOOL):

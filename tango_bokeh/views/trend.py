@@ -15,7 +15,11 @@ segment per attribute, redrawn only when it would move by two pixels or more
 (``history_seconds / 500``), so an idle trend sends nothing most ticks but
 never looks dead. Errors, ``ATTR_INVALID`` and stale periods become NaN rows
 that break the line; points of WARNING, ALARM or CHANGING quality get markers
-in their quality colour.
+in their quality colour. Values that cannot be drawn (NaN, ±inf, and finite
+ones of magnitude ``off_scale`` = 1e300 or more, the "no value" sentinels of
+devices) break the line too, with a mark at the last value drawn (◆ NaN,
+▲ +inf or too high, ▼ -inf or too low; hover and CSV give the value), so
+autoscaling never sees them (docs/views.md).
 
 Times are plotted in the server's local time zone (bokeh's datetime axis shows
 UTC, so timestamps are shifted by the local UTC offset before they are sent).
@@ -53,7 +57,7 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from ..tango.sample import Format, Kind, Quality, Sample
+from ..tango.sample import Format, Kind, Quality, Sample, format_number
 from .banner import Level, Problem, attribute_problem, clock
 from .base import AttributeState
 from .palette import QUALITY_BY_CODE, QUALITY_CODES, QUALITY_COLORS, SERIES_COLORS
@@ -62,8 +66,13 @@ from .style import PANEL_STYLES, style_figure
 
 #: Kinds a trend can plot (enums as their integer value).
 PLOTTABLE = (Kind.NUMBER, Kind.BOOL, Kind.ENUM)
-#: How long a trend says that events were dropped after the last loss.
+#: How long a trend says that events were dropped (or values not drawn) after the last one.
 DROPPED_NOTICE_SECONDS = 10.0
+#: What a trend says while it gets values it cannot draw (constant: the banner stays put).
+UNDRAWN_NOTICE = (
+    "values that cannot be drawn (NaN, +∞, -∞ or beyond ±1e300): gaps in the line, "
+    "marked ◆ NaN, ▲ +∞ or too high, ▼ -∞ or too low, at the last value drawn"
+)
 _INVALID = QUALITY_CODES[Quality.INVALID]
 
 #: Markers only for points whose quality is not VALID (quality code 0).
@@ -95,6 +104,26 @@ def _empty() -> dict[str, np.ndarray]:
     return {"t": np.empty(0), "y": np.empty(0), "q": np.empty(0, dtype=np.uint8)}
 
 
+def _no_marks() -> dict[str, list]:
+    return {"t": [], "y": [], "v": [], "marker": []}
+
+
+#: Magnitude from which a finite value is "off scale" on a trend: not drawn, like NaN and
+#: the infinities (devices use such numbers, 1e308 or DBL_MAX, to say "no value").
+OFF_SCALE = 1e300
+
+
+def undrawable(number: float, off_scale: float = OFF_SCALE) -> str | None:
+    """Why a trend does not draw ``number`` on its line (and its mark), else None."""
+    if math.isnan(number):
+        return "diamond"
+    if number >= off_scale:
+        return "triangle"
+    if number <= -off_scale:
+        return "inverted_triangle"
+    return None
+
+
 @dataclass
 class _Series:
     """One attribute of a trend: its source, renderers and what was last drawn."""
@@ -106,11 +135,15 @@ class _Series:
     renderers: list[GlyphRenderer]  # everything to move to another y axis together
     hover: GlyphRenderer
     legend: LegendItem
+    undrawn: ColumnDataSource  # marks of values not drawn (NaN, ±inf, off scale)
     unit: str | None = None  # None until the attribute's configuration is known
     problem: Problem | None = None  # the trend cannot plot this attribute
     last_t: float = math.nan  # display ms of the newest row
     carry: float = math.nan  # value carried to "now" (NaN in a gap)
+    last_y: float = math.nan  # the newest value drawn (where marks of undrawn values go)
     in_gap: bool = False
+    undrawn_at: float | None = None  # when a value was last not drawn (epoch s)
+    undrawn_rows: int = 0  # marks streamed, a counter
     y_range_name: str = "default"
     rows_streamed: int = 0  # a counter, for tests and curiosity
     losses: int | None = None  # lost + queue_full as last seen (None: not seen yet)
@@ -123,7 +156,8 @@ class Trend(PanelView):
     ``history_points`` and ``history_seconds`` bound what is kept and shown;
     ``labels`` and ``colors`` are per attribute; ``y_range=(low, high)`` fixes
     the first axis (else it autoscales); ``step=False`` draws straight lines
-    between samples instead of holding each value until the next one.
+    between samples instead of holding each value until the next one; values of
+    magnitude ``off_scale`` (1e300) or more are not drawn, like NaN and ±inf.
     """
 
     def __init__(
@@ -139,6 +173,7 @@ class Trend(PanelView):
         colors: Sequence[str] | None = None,
         height: int = 300,
         step: bool = True,
+        off_scale: float = OFF_SCALE,
     ) -> None:
         if isinstance(attributes, str):
             attributes = (attributes,)
@@ -153,6 +188,9 @@ class Trend(PanelView):
         self.y_range = y_range
         self.height = height
         self.step = step
+        if not (math.isfinite(off_scale) and off_scale > 0):
+            raise ValueError("Trend: off_scale must be a finite number above 0")
+        self.off_scale = float(off_scale)
         self._history_points = int(history_points)
         self._history_seconds = float(history_seconds)
         self._series: list[_Series] = []
@@ -215,66 +253,34 @@ class Trend(PanelView):
         self._carry_source = ColumnDataSource(
             data={"x0": self._sent[0].copy(), "x1": self._sent[1].copy(), "y": self._sent[2].copy()}
         )
-        quality_colors = LinearColorMapper(
+        self._quality_colors = LinearColorMapper(
             palette=[QUALITY_COLORS[q] for q in QUALITY_BY_CODE],
             low=-0.5,
             high=len(QUALITY_BY_CODE) - 0.5,
         )
-        legend_items = []
-        for index, (attribute, label) in enumerate(zip(self.attributes, self.labels, strict=True)):
-            color = self.colors[index % len(self.colors)]
-            source = ColumnDataSource(data=_empty())
-            if self.step:
-                line = fig.step("t", "y", source=source, mode="after", color=color, line_width=2)
-                hover = fig.line("t", "y", source=source, line_alpha=0.0, line_width=6)
-            else:
-                line = hover = fig.line("t", "y", source=source, color=color, line_width=2)
-            hover.name = label
-            marks = fig.scatter(
-                "t",
-                "y",
-                source=source,
-                view=CDSView(filter=CustomJSFilter(code=_ABNORMAL)),
-                size=7,
-                line_color="#333333",
-                line_width=0.5,
-                fill_color={"field": "q", "transform": quality_colors},
-            )
-            carry = fig.segment(
-                "x0",
-                "y",
-                "x1",
-                "y",
-                source=self._carry_source,
-                view=CDSView(filter=IndexFilter([index])),
-                color=color,
-                line_width=2,
-                line_dash="dashed",
-                line_alpha=0.7,
-            )
-            renderers = [line, marks, carry] + ([hover] if hover is not line else [])
-            item = LegendItem(label=value(label), renderers=[line, marks, carry])
-            legend_items.append(item)
-            self._series.append(_Series(attribute, label, color, source, renderers, hover, item))
-        fig.add_tools(
-            HoverTool(
-                renderers=[s.hover for s in self._series],
-                mode="vline",
-                tooltips=[
-                    ("attribute", "$name"),
-                    ("value", "@y{%.6g}"),
-                    ("quality", "@q{custom}"),
-                    ("time", "@t{%F %T.%3N}"),
-                ],
-                formatters={
-                    "@t": "datetime",
-                    "@y": "printf",
-                    "@q": CustomJSHover(code=_QUALITY_NAME),
-                },
-            )
+        self._hover_tool = HoverTool(
+            renderers=[],
+            mode="vline",
+            tooltips=[
+                ("attribute", "$name"),
+                ("value", "@y{%.6g}"),
+                ("quality", "@q{custom}"),
+                ("time", "@t{%F %T.%3N}"),
+            ],
+            formatters={
+                "@t": "datetime",
+                "@y": "printf",
+                "@q": CustomJSHover(code=_QUALITY_NAME),
+            },
         )
-        legend = Legend(
-            items=legend_items,
+        self._marks_tool = HoverTool(
+            renderers=[],
+            tooltips=[("attribute", "$name"), ("value", "@v"), ("time", "@t{%F %T.%3N}")],
+            formatters={"@t": "datetime"},
+        )
+        fig.add_tools(self._hover_tool, self._marks_tool)
+        self._legend = Legend(
+            items=[],
             orientation="horizontal",
             location="top_left",
             click_policy="hide",
@@ -284,15 +290,66 @@ class Trend(PanelView):
             margin=0,
             border_line_color=None,
         )
-        fig.add_layout(legend, "above")
+        fig.add_layout(self._legend, "above")
+        for index, (attribute, label) in enumerate(zip(self.attributes, self.labels, strict=True)):
+            self._add_series(attribute, label, self.colors[index % len(self.colors)])
         if len(self.attributes) == 1:
-            legend.visible = False  # the title and axis already name it
+            self._legend.visible = False  # the title and axis already name it
         return column(self._banner.model, fig, sizing_mode="stretch_width", styles=PANEL_STYLES)
 
     def _default_title(self) -> str:
         if len(self.labels) <= 3:
             return ", ".join(self.labels)
         return f"{len(self.labels)} attributes"
+
+    def _add_series(self, attribute: str, label: str, color: str) -> _Series:
+        """A source and its renderers (line, quality marks, "now" segment, non-finite marks)."""
+        fig, index = self._figure, len(self._series)
+        if index >= self._sent.shape[1]:
+            self._sent = np.concatenate([self._sent, np.full((3, 1), np.nan)], axis=1)
+        source = ColumnDataSource(data=_empty())
+        if self.step:
+            line = fig.step("t", "y", source=source, mode="after", color=color, line_width=2)
+            hover = fig.line("t", "y", source=source, line_alpha=0.0, line_width=6)
+        else:
+            line = hover = fig.line("t", "y", source=source, color=color, line_width=2)
+        hover.name = label
+        marks = fig.scatter(
+            "t",
+            "y",
+            source=source,
+            view=CDSView(filter=CustomJSFilter(code=_ABNORMAL)),
+            size=7,
+            line_color="#333333",
+            line_width=0.5,
+            fill_color={"field": "q", "transform": self._quality_colors},
+        )
+        carry = fig.segment(
+            "x0",
+            "y",
+            "x1",
+            "y",
+            source=self._carry_source,
+            view=CDSView(filter=IndexFilter([index])),
+            color=color,
+            line_width=2,
+            line_dash="dashed",
+            line_alpha=0.7,
+        )
+        undrawn = ColumnDataSource(data=_no_marks())
+        off_scale = fig.scatter(
+            "t", "y", source=undrawn, marker="marker", size=10, fill_color=color,
+            line_color="#333333", line_width=0.8,
+        )  # fmt: skip
+        off_scale.name = label
+        renderers = [line, marks, carry, off_scale] + ([hover] if hover is not line else [])
+        item = LegendItem(label=value(label), renderers=[line, marks, carry, off_scale])
+        self._legend.items = [*self._legend.items, item]
+        self._hover_tool.renderers = [*self._hover_tool.renderers, hover]
+        self._marks_tool.renderers = [*self._marks_tool.renderers, off_scale]
+        series = _Series(attribute, label, color, source, renderers, hover, item, undrawn)
+        self._series.append(series)
+        return series
 
     # -- units and axes ----------------------------------------------------------
 
@@ -404,6 +461,14 @@ class Trend(PanelView):
                     f"events arrive faster than this trend can keep: some were dropped "
                     f"(last at {clock(s.dropped_at)})",
                 )
+        for s in self._series:
+            if s.attribute in found or s.undrawn_at is None:
+                continue
+            if self._now - s.undrawn_at > DROPPED_NOTICE_SECONDS:
+                continue
+            state, last = self._states.get(s.attribute), self._last.get(s.attribute)
+            if attribute_problem(s.attribute, state, last) is None:
+                found[s.attribute] = Problem(s.attribute, Level.INFO, UNDRAWN_NOTICE)
         return found
 
     @staticmethod
@@ -417,10 +482,17 @@ class Trend(PanelView):
         series.losses = losses
 
     def _rows(self, series: _Series, samples: Sequence[Sample]) -> dict[str, np.ndarray] | None:
-        """New rows for ``samples``: values, or one NaN row where a gap starts."""
+        """New rows for ``samples``: values, or one NaN row where a gap starts.
+
+        A value the trend cannot draw (NaN, ±inf, beyond ±``OFF_SCALE``) breaks the line
+        like an error, and leaves a mark at the last drawn value (streamed to the series'
+        ``undrawn`` source here): autoscaling never sees it.
+        """
         times: list[float] = []
         values: list[float] = []
         codes: list[int] = []
+        marks: list[tuple[float, float, str, str]] = []  # time, y, value as text, marker
+        last_y = series.last_y
         for sample in samples:
             value = sample.value
             if (
@@ -444,10 +516,24 @@ class Trend(PanelView):
                     f"has {type(value).__name__} values: a Trend plots numbers and booleans",
                 )
                 return None
+            marker = undrawable(number, self.off_scale)
+            if marker is not None:
+                marks.append((sample.time, last_y, format_number(number), marker))
+                series.undrawn_at = sample.time
+                if not series.in_gap:
+                    times.append(sample.time)
+                    values.append(math.nan)
+                    codes.append(QUALITY_CODES.get(sample.quality, _INVALID))
+                    series.in_gap = True
+                continue
             times.append(sample.time)
             values.append(number)
             codes.append(QUALITY_CODES.get(sample.quality, _INVALID))
             series.in_gap = False
+            last_y = number
+        if marks:
+            self._mark(series, marks)
+        series.last_y = last_y
         if not times:
             return None
         t = to_display_ms(np.asarray(times, dtype=np.float64))
@@ -460,6 +546,21 @@ class Trend(PanelView):
             "y": np.asarray(values, dtype=np.float64),
             "q": np.asarray(codes, dtype=np.uint8),
         }
+
+    def _mark(self, series: _Series, marks: list[tuple[float, float, str, str]]) -> None:
+        """Stream the marks of undrawn values (one update of the series' mark source)."""
+        drawn = [m for m in marks if not math.isnan(m[1])]  # nothing drawn yet: no place
+        if not drawn:
+            return
+        t = to_display_ms(np.asarray([m[0] for m in drawn], dtype=np.float64))
+        new = {
+            "t": list(map(float, t)),
+            "y": [m[1] for m in drawn],
+            "v": [m[2] for m in drawn],
+            "marker": [m[3] for m in drawn],
+        }
+        series.undrawn.stream(new, rollover=self._history_points)
+        series.undrawn_rows += len(drawn)
 
     def _apply(self, series: _Series, new: dict[str, np.ndarray] | None, now_ms: float) -> None:
         """At most one update of the series' source: a stream of the new rows, or nothing.
@@ -517,7 +618,9 @@ class Trend(PanelView):
         self._sent[:] = math.nan
         for series in self._series:
             series.last_t, series.carry, series.in_gap = math.nan, math.nan, False
+            series.last_y, series.undrawn_at = math.nan, None
             series.source.data = _empty()
+            series.undrawn.data = _no_marks()
         if self._model is not None:
             self._carry_source.data = {
                 "x0": self._sent[0].copy(),
@@ -526,25 +629,24 @@ class Trend(PanelView):
             }
 
     def to_csv(self) -> str:
-        """Displayed points, long format: attribute, local time, value, quality."""
+        """Displayed points, long format: attribute, local time, value, quality; values not
+        drawn (NaN, ±inf, off scale) as the device sent them, where their gap is."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["attribute", "label", "time", "value", "quality"])
         cutoff = getattr(self, "_now_ms", math.inf) - self._history_seconds * 1000.0
         for s in self._series:
-            data = s.source.data
-            for t, y, q in zip(data["t"], data["y"], data["q"], strict=True):
+            data, undrawn = s.source.data, s.undrawn.data
+            rows = [
+                (float(t), "" if math.isnan(y) else repr(float(y)), QUALITY_BY_CODE[int(q)])
+                for t, y, q in zip(data["t"], data["y"], data["q"], strict=True)
+            ]
+            rows += [(float(t), v, "") for t, v in zip(undrawn["t"], undrawn["v"], strict=True)]
+            rows.sort(key=lambda row: row[0])  # stable: a mark after its gap row
+            for t, shown, quality in rows:
                 if t < cutoff:
                     continue  # left the window: no longer displayed
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t / 1000.0))
                 stamp += f".{int(t % 1000):03d}"
-                writer.writerow(
-                    [
-                        s.attribute,
-                        s.label,
-                        stamp,
-                        "" if math.isnan(y) else repr(float(y)),
-                        QUALITY_BY_CODE[int(q)],
-                    ]
-                )
+                writer.writerow([s.attribute, s.label, stamp, shown, quality])
         return out.getvalue()
