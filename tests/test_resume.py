@@ -102,3 +102,34 @@ def test_a_page_resumes_after_a_long_server_outage(
     finally:
         page.close()
         assert server.stop() == 0, server.output
+
+
+def test_a_page_older_than_its_token_resumes_after_a_restart(hub, browser):  # type: ignore[no-untyped-def]
+    """bokeh refuses a reconnect with an expired token; a page that reloads gets a new one."""
+    from tango_bokeh.dashboard.loader import load
+    from tango_bokeh.dashboard.server import DashboardServer, ServeOptions, Serving
+
+    port = free_port()
+    options = ServeOptions(port=port, session_token_expiration=8)
+
+    def serve() -> Serving:
+        return Serving(DashboardServer([load(DEMO)], hub=hub), options).start_thread()
+
+    running = serve()
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        page.goto(f"{running.url}/demo")
+        wait_for(lambda: _ready(page), timeout=30, what="the page")
+        time.sleep(10)  # the page's token has expired
+        page.evaluate("() => { window.sameLoad = true; }")
+        running.join()
+        wait_for(lambda: _eval(page, BANNER), timeout=15, what="the outage banner")
+        running = serve()
+        wait_for(lambda: _eval(page, "() => window.sameLoad") is None and _ready(page),
+                 timeout=45, what="the page to reload itself")  # fmt: skip
+        restarted = time.time()
+        wait_for(lambda: (_eval(page, NEWEST) or 0) / 1000 > restarted, timeout=30,
+                 what="fresh data")  # fmt: skip
+    finally:
+        page.close()
+        running.join()
