@@ -287,6 +287,7 @@ class Acquisition:
                 "device_reads": sum(p.reads for p in self._polls.values()),
                 "poll_duration": max((p.last_duration for p in self._polls.values()), default=0.0),
                 "poll_load": {p.address: p.load for p in self._polls.values()},
+                "poll_busy": {p.address: p.busy for p in self._polls.values()},
                 "poll_splits": sum(p.splits for p in self._polls.values()),
                 "proxies": len(self._proxies),
                 "worker_restarts": dict(self._restarts),
