@@ -196,6 +196,7 @@ def test_a_dashboard_in_error_lays_out_no_more_than_a_healthy_one(
                          what="the outage on the page")  # fmt: skip
                 time.sleep(3)
                 broken = rate()
+                print(f"layouts per second: healthy {healthy:.1f}, device down {broken:.1f}")
                 assert broken <= 2 * max(healthy, 1.0), (broken, healthy)
             finally:
                 browser.close()
