@@ -57,3 +57,14 @@ def test_errors_are_samples_and_timeouts_are_stale():
     assert not wrong.stale and wrong.error.startswith("API_AttrNotFound")
     other = sample_from_exception(RuntimeError("boom"))
     assert other.error == "RuntimeError: boom" and other.quality is Quality.INVALID
+
+
+def test_state_names_compare_with_pytangos_enum():
+    import tango
+
+    from tango_bokeh.tango.convert import devstate
+
+    assert devstate("ON") == tango.DevState.ON
+    assert devstate(tango.DevState.FAULT) == tango.DevState.FAULT
+    with pytest.raises(ValueError, match="not a Tango state name"):
+        devstate("SLEEPY")

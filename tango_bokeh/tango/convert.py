@@ -132,6 +132,20 @@ def _value(raw: Any) -> Any:
     return raw
 
 
+def devstate(value: str | Any) -> Any:
+    """A State sample's value (its name, e.g. ``"ON"``) as ``tango.DevState``.
+
+    Samples carry states by name so that what everyone shares imports no PyTango;
+    ``devstate(sample.value) == tango.DevState.ON`` compares with PyTango's enum.
+    """
+    if isinstance(value, tango.DevState):
+        return value
+    try:
+        return tango.DevState.names[str(value)]
+    except KeyError:
+        raise ValueError(f"{value!r} is not a Tango state name") from None
+
+
 def sample_from_attribute(attr: Any) -> Sample:
     """Convert a ``DeviceAttribute`` (from a read) into a :class:`Sample`."""
     if attr.has_failed:
