@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 import numpy as np
+import pytest
 import tango
 
 from tango_bokeh.tango.convert import (
