@@ -69,11 +69,9 @@ class _Device:
 
 
 def _reason(exc: Any) -> tuple[str, str]:
-    errors = exc.args if exc.args else ()
-    first = errors[0] if errors else None
-    reason = getattr(first, "reason", "") or ""
-    desc = " ".join(str(getattr(first, "desc", exc)).split())
-    return reason, desc
+    from ..tango.errors import describe
+
+    return describe(exc)
 
 
 def _databases(files: Sequence[DashboardFile]) -> list[str]:
@@ -86,7 +84,7 @@ def _databases(files: Sequence[DashboardFile]) -> list[str]:
 
 
 def _check_database(host: str) -> None:
-    import tango
+    from ..tango.database import ping  # in the check's own process
 
     if not host and not os.environ.get("TANGO_HOST"):
         raise CheckUnavailable(
@@ -94,17 +92,12 @@ def _check_database(host: str) -> None:
             "or start with --no-check"
         )
     shown = host or os.environ.get("TANGO_HOST", "")
-    try:
-        if host:
-            name, port = host.rsplit(":", 1)
-            tango.Database(name, int(port)).get_info()
-        else:
-            tango.Database().get_info()
-    except tango.DevFailed as exc:
+    reachable, why = ping(host or None)
+    if not reachable:
         raise CheckUnavailable(
-            f"the Tango database at {shown} is unreachable ({_reason(exc)[1]}): "
+            f"the Tango database at {shown} is unreachable ({why}): "
             "cannot check attribute names (start with --no-check to serve anyway)"
-        ) from None
+        )
 
 
 def _query(device: _Device, timeout_ms: int) -> list[Problem]:

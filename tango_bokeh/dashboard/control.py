@@ -15,19 +15,20 @@ writes them to a file as well).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bokeh.models import Button, Div, LayoutDOM, Row, Select, TextInput
 from bokeh.models import Column as BokehColumn
 
-from ..tango.names import parse_name
+from ..tango.control import Actuator, Ran, Refused, Written
 from .auth import Viewer
 from .schema import Command
+
+__all__ = ["Actuator", "Controls", "Origin", "Refused", "audit_line"]
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -37,12 +38,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a command's confirmation stays open.
 CONFIRM_WINDOW = 20.0
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-class Refused(Exception):
-    """A write or command that is not allowed; the message is shown to the user."""
 
 
 @dataclass(frozen=True)
@@ -78,178 +73,6 @@ def _quoted(value: Any) -> str:
     if text and all(c.isalnum() or c in "._-/:@[]" for c in text):
         return text
     return repr(text[:500])
-
-
-# -- Tango side (worker threads) -------------------------------------------------------------
-
-
-class Actuator:
-    """Writes attributes and runs commands on a small pool; one proxy per device."""
-
-    def __init__(self, timeout_ms: int = 3000, workers: int = 2) -> None:
-        self._timeout_ms = timeout_ms
-        self._workers = workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._proxies: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def _submit(self, fn: Callable[..., str], *args: Any) -> Future[str]:
-        with self._lock:
-            if self._pool is None:  # created on first use, after any fork
-                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="tango-write")
-            return self._pool.submit(fn, *args)
-
-    def _proxy(self, device: str) -> Any:
-        import tango
-
-        with self._lock:
-            proxy = self._proxies.get(device.lower())
-        if proxy is None:
-            proxy = tango.DeviceProxy(device)
-            proxy.set_timeout_millis(self._timeout_ms)
-            with self._lock:
-                proxy = self._proxies.setdefault(device.lower(), proxy)
-        return proxy
-
-    def write(self, user: Origin | Viewer, attribute: str, text: str) -> Future[str]:
-        return self._submit(self._write, _origin(user), attribute, text)
-
-    def run(self, user: Origin | Viewer, command: str, argument: str | None) -> Future[str]:
-        return self._submit(self._run, _origin(user), command, argument)
-
-    def _write(self, user: Origin, attribute: str, text: str) -> str:
-        import tango
-
-        name = parse_name(attribute)
-        try:
-            proxy = self._proxy(name.device_address)
-            old = proxy.read_attribute(name.attribute)
-            config = proxy.get_attribute_config(name.attribute)
-            value = convert(text, old.value, config)
-            proxy.write_attribute(name.attribute, value)
-        except tango.DevFailed as exc:
-            reason = " ".join(str(exc.args[0].desc).split()) if exc.args else str(exc)
-            audit.warning(audit_line(user, "write", attribute, f"failed: {reason}", new=text))
-            raise Refused(f"{attribute}: {reason}") from None
-        except ValueError as exc:
-            audit.warning(audit_line(user, "write", attribute, f"refused: {exc}", new=text))
-            raise Refused(f"{attribute}: {exc}") from None
-        audit.info(
-            audit_line(
-                user, "write", attribute, "ok", old=repr(_plain(old.value)), new=repr(_plain(value))
-            )
-        )
-        return f"{user} wrote {attribute}: {_plain(old.value)!r} → {_plain(value)!r}"
-
-    def _run(self, user: Origin, command: str, argument: str | None) -> str:
-        import tango
-
-        name = parse_name(command)
-        try:
-            proxy = self._proxy(name.device_address)
-            if argument is None:
-                result = proxy.command_inout(name.attribute)
-            else:
-                info = proxy.command_query(name.attribute)
-                result = proxy.command_inout(name.attribute, convert_argument(argument, info))
-        except tango.DevFailed as exc:
-            reason = " ".join(str(exc.args[0].desc).split()) if exc.args else str(exc)
-            audit.warning(
-                audit_line(user, "command", command, f"failed: {reason}", argument=argument)
-            )
-            raise Refused(f"{command}: {reason}") from None
-        except ValueError as exc:
-            refused = f"refused: {exc}"
-            audit.warning(audit_line(user, "command", command, refused, argument=argument))
-            raise Refused(f"{command}: {exc}") from None
-        shown = "" if argument is None else repr(argument)
-        audit.info(
-            audit_line(
-                user, "command", command, "ok", argument=argument, reply=repr(_plain(result))
-            )
-        )
-        return f"{user} ran {command}({shown})" + ("" if result is None else f" → {result!r}")
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _origin(user: Origin | Viewer) -> Origin:
-    return user if isinstance(user, Origin) else Origin(user)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and enums as plain Python values, for logs."""
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            return item()
-        except (TypeError, ValueError):
-            return value
-    if hasattr(value, "value") and isinstance(value.value, int):  # IntEnum
-        return int(value)
-    return value
-
-
-def convert(text: str, old: Any, config: Any) -> Any:
-    """The text typed in the page as the attribute's type (taken from its current value)."""
-    raw = text.strip()
-    labels = list(getattr(config, "enum_labels", None) or [])
-    if labels:
-        if raw in labels:
-            return labels.index(raw)
-        try:
-            index = int(raw)
-        except ValueError:
-            raise ValueError(f"{raw!r} is not one of {', '.join(labels)}") from None
-        if not 0 <= index < len(labels):
-            raise ValueError(f"{index} is not one of 0..{len(labels) - 1}")
-        return index
-    plain = _plain(old)
-    if isinstance(plain, bool):
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        raise ValueError(f"{raw!r} is not true or false")
-    if isinstance(plain, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"{raw!r} is not a whole number") from None
-    if isinstance(plain, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError(f"{raw!r} is not a number") from None
-    if isinstance(plain, str):
-        return text
-    raise ValueError(f"values of type {type(plain).__name__} cannot be written from a dashboard")
-
-
-def convert_argument(text: str, info: Any) -> Any:
-    """A command argument typed in the page, as the command's input type."""
-    kind = str(getattr(info, "in_type", "")).rsplit(".", 1)[-1]
-    raw = text.strip()
-    try:
-        if kind in ("DevDouble", "DevFloat"):
-            return float(raw)
-        if kind in ("DevShort", "DevLong", "DevLong64", "DevUShort", "DevULong", "DevULong64"):
-            return int(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a valid {kind} argument") from None
-    if kind == "DevBoolean":
-        if raw.lower() in _TRUE | _FALSE:
-            return raw.lower() in _TRUE
-        raise ValueError(f"{raw!r} is not true or false")
-    if kind == "DevString":
-        return text
-    if kind == "DevVoid":
-        return None
-    raise ValueError(f"commands taking {kind} cannot be run from a dashboard")
 
 
 # -- bokeh side (the Document's loop) -----------------------------------------------------------
@@ -457,7 +280,8 @@ class Controls:
             self._say("Type a value first.", error=True)
             return
         self._say(f"Writing {attribute} …")
-        self._follow(self.actuator.write(self.origin(), attribute, text))
+        origin = self.origin()
+        self._follow(self.actuator.write(attribute, text), origin, "write", attribute, text)
 
     def _on_command(self, index: int) -> None:
         if not 0 <= index < len(self.commands) or not self._allowed("run commands"):
@@ -482,26 +306,54 @@ class Controls:
         if time.monotonic() > pending.until:
             self._say("The confirmation expired; click the command again.", error=True)
             return
-        self._say(f"Running {pending.command.command} …")
-        self._follow(self.actuator.run(self.origin(), pending.command.command, pending.argument))
+        command, argument = pending.command.command, pending.argument
+        self._say(f"Running {command} …")
+        self._follow(
+            self.actuator.run(command, argument), self.origin(), "command", command, argument
+        )
 
     def _on_cancel(self, _event: Any = None) -> None:
         self._pending = None
         self.confirm_row.visible = False
         self._say("Cancelled.")
 
-    def _follow(self, future: Future[str]) -> None:
-        def done(f: Future[str]) -> None:
+    def _follow(
+        self, future: Future[Any], origin: Origin, action: str, target: str, given: str | None
+    ) -> None:
+        """Audit the outcome and show it under the panel (the outcome comes on a Tango thread)."""
+        asked = {"new": given} if action == "write" else {"argument": given}
+
+        def done(f: Future[Any]) -> None:
             try:
-                text, error = f.result(), False
+                outcome = f.result()
             except Refused as exc:
+                audit.warning(audit_line(origin, action, target, f"failed: {exc}", **asked))
                 text, error = str(exc), True
             except Exception as exc:
-                log.exception("write/command failed")
+                log.exception("%s %s failed", action, target)
+                audit.warning(audit_line(origin, action, target, f"failed: {exc}", **asked))
                 text, error = f"failed: {exc}", True
+            else:
+                text, error = self._outcome(origin, outcome), False
             self.session.safe_document_modifications(lambda: self._say(text, error))
 
         future.add_done_callback(done)
+
+    @staticmethod
+    def _outcome(origin: Origin, outcome: Written | Ran) -> str:
+        if isinstance(outcome, Written):
+            audit.info(
+                audit_line(origin, "write", outcome.attribute, "ok",
+                           old=repr(outcome.old), new=repr(outcome.new))
+            )  # fmt: skip
+            return f"{origin} wrote {outcome.attribute}: {outcome.old!r} → {outcome.new!r}"
+        shown = "" if outcome.argument is None else repr(outcome.argument)
+        audit.info(
+            audit_line(origin, "command", outcome.command, "ok",
+                       argument=outcome.argument, reply=repr(outcome.reply))
+        )  # fmt: skip
+        reply = "" if outcome.reply is None else f" → {outcome.reply!r}"
+        return f"{origin} ran {outcome.command}({shown}){reply}"
 
 
 def _escape(text: str) -> str:

@@ -265,18 +265,9 @@ class Health:
 
     @staticmethod
     def _ping(host: str | None) -> tuple[bool, str]:
-        import tango
+        from ..tango.database import ping  # on the health thread, after any fork
 
-        try:
-            if host:
-                name, port = host.rsplit(":", 1)
-                db = tango.Database(name, int(port))
-            else:
-                db = tango.Database()
-            db.get_info()
-        except tango.DevFailed as exc:
-            return False, " ".join(str(exc.args[0].desc).split()) if exc.args else str(exc)
-        return True, "reachable"
+        return ping(host)
 
     async def database(self, host: str | None, wait: float = 3.0) -> tuple[bool, str, float]:
         """(ok, detail, age of the answer in seconds); the check never runs on the loop."""
