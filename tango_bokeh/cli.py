@@ -39,10 +39,16 @@ def _wait_for_signal() -> int:
 
 
 def _start_control_system(
-    state_dir: Path, port: int, embedded: bool, no_servers: bool
+    state_dir: Path, port: int, embedded: bool, no_servers: bool, server_address: str | None = None
 ) -> ControlSystem:
     external = None if embedded else os.environ.get("TANGO_HOST") or None
-    system = ControlSystem(state_dir, tango_host=external, port=port, start_servers=not no_servers)
+    system = ControlSystem(
+        state_dir,
+        tango_host=external,
+        port=port,
+        start_servers=not no_servers,
+        server_host=server_address,
+    )
     where = f"the Tango database at {external}" if external else "an embedded Tango database"
     click.echo(f"Starting the simulated beamline on {where} (state in {state_dir}) ...")
     try:
@@ -101,10 +107,19 @@ def main(verbose: int) -> None:
 
 @main.command()
 @control_options
-def sim(state_dir: Path, port: int, embedded: bool | None, no_servers: bool) -> None:
+@click.option(
+    "--server-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the device servers listen on (0.0.0.0: every interface, e.g. in a container "
+    "whose devices other containers use).",
+)
+def sim(
+    state_dir: Path, port: int, embedded: bool | None, no_servers: bool, server_address: str
+) -> None:
     """Run the simulated beamline until Ctrl-C."""
     embedded = embedded if embedded is not None else not os.environ.get("TANGO_HOST")
-    system = _start_control_system(state_dir, port, embedded, no_servers)
+    system = _start_control_system(state_dir, port, embedded, no_servers, server_address)
     try:
         _print_control_system(system)
         click.echo("Running; press Ctrl-C to stop.")

@@ -121,10 +121,14 @@ class ControlSystem:
         port: int = 0,
         start_servers: bool = True,
         export_env: bool = False,
+        server_host: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.servers = tuple(servers)
         self.host = host
+        #: Where the device servers listen (``host`` unless given; ``0.0.0.0``: every
+        #: interface, publishing the machine's address, as a container network needs).
+        self.server_host = host if server_host is None else server_host
         self.port = port
         self.external_host = tango_host
         self.start_servers = start_servers
@@ -209,7 +213,7 @@ class ControlSystem:
             raise ControlSystemError(f"device server {server.full_name} is already running")
         argv = [
             sys.executable, "-m", "tango_bokeh_devices", server.server, server.instance,
-            "-ORBendPoint", f"giop:tcp:{self.host}:",
+            "-ORBendPoint", self._endpoint(),
         ]  # fmt: skip
         log_path = self.state_dir / "logs" / f"{server.server}-{server.instance}.log"
         self._servers[server.full_name] = _Process(server.full_name, argv, self.env(), log_path)
@@ -263,7 +267,7 @@ class ControlSystem:
         if old is not None and old.alive():
             raise ControlSystemError(f"device server {full_name} is already running")
         instance = full_name.split("/", 1)[1]
-        argv = [str(executable), instance, "-ORBendPoint", f"giop:tcp:{self.host}:"]
+        argv = [str(executable), instance, "-ORBendPoint", self._endpoint()]
         log_path = self.state_dir / "logs" / f"{full_name.replace('/', '-')}.log"
         self._servers[full_name] = _Process(full_name, argv, self.env(), log_path)
 
@@ -343,6 +347,11 @@ class ControlSystem:
             time.sleep(0.2)
 
     # -- internals ----------------------------------------------------------------
+
+    def _endpoint(self) -> str:
+        """omniORB endpoint of a device server: an empty host listens on every interface."""
+        host = "" if self.server_host in ("", "0.0.0.0") else self.server_host
+        return f"giop:tcp:{host}:"
 
     def _take_lock(self) -> None:
         path = self.state_dir / "lock"
