@@ -170,6 +170,15 @@ class MonitorSession(Session):
             self.close()
             raise
 
+    def close(self) -> None:
+        """Close the session (see :meth:`Session.close`) and let go of its views and widgets."""
+        super().close()
+        # What a closed panel kept would live as long as IPython's Out keeps the session.
+        self.panels = []
+        self._last = {}
+        for name in _PAGE_ATTRIBUTES:
+            self.__dict__.pop(name, None)
+
     def _add_item(self, item: str | View) -> None:
         if isinstance(item, str):
             view: View = view_for(item)
@@ -288,6 +297,8 @@ class MonitorSession(Session):
         self.set_view_option("history_seconds", WINDOWS.get(new, 600.0))
 
     def _on_freeze(self, _attr: str, _old: Any, active: bool) -> None:
+        if self.closed:
+            return
         if active:
             self.pause()
         else:
@@ -387,6 +398,9 @@ class MonitorSession(Session):
 
     def _refresh_status(self, states: Mapping[str, AttributeState]) -> None:
         """The status line: one chip per attribute; sent only when its text changes."""
+        status = self.__dict__.get("_status")
+        if self.closed or status is None:  # closed (perhaps during this tick): nothing to show
+            return
         chips = []
         if self.suspended and self.ready:
             chips.append(_chip("#e0a000", "frozen", "updates paused: data keeps arriving"))
@@ -398,12 +412,25 @@ class MonitorSession(Session):
         text = '<div style="display:flex;flex-wrap:wrap;gap:6px">' + "".join(chips) + "</div>"
         if text != self._status_html:
             self._status_html = text
-            self._status.text = text
+            status.text = text
 
     @property
     def status_text(self) -> str:
         """The status line as plain text (for logs and tests)."""
         return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", self._status_html)).split())
+
+
+#: The page's models a MonitorSession holds (released on close).
+_PAGE_ATTRIBUTES = (
+    "_status",
+    "_download",
+    "period_slider",
+    "history_slider",
+    "window_select",
+    "freeze_toggle",
+    "clear_button",
+    "export_button",
+)
 
 
 def _status_chip(name: str, state: AttributeState, last: Sample | None) -> str:

@@ -33,7 +33,6 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import secrets
 import threading
 import time
@@ -47,15 +46,15 @@ from uuid import uuid4
 from bokeh import __version__ as bokeh_version
 from bokeh.application import Application
 from bokeh.application.handlers import FunctionHandler
-from bokeh.embed import server_document
 from bokeh.io.state import curstate
 from bokeh.models import Div
 from bokeh.resources import Resources
-from bokeh.server.auth_provider import AuthProvider
 from bokeh.server.server import Server
-from bokeh.server.util import create_hosts_allowlist
-from bokeh.util.token import get_session_id
+from bokeh.server.util import check_allowlist, create_hosts_allowlist
+from bokeh.server.views.ws import WSHandler
+from bokeh.util.token import generate_jwt_token, generate_session_id, get_session_id
 from tornado.ioloop import IOLoop
+from tornado.web import RequestHandler
 
 from .cleanup import SessionLifecycle, coalesce_collections
 from .session import Session
@@ -69,8 +68,6 @@ log = logging.getLogger(__name__)
 #: The MIME type and metadata of bokeh's server-app outputs (see ``bokeh.io.notebook``).
 EXEC_MIME_TYPE = "application/vnd.bokehjs_exec.v0+json"
 HTML_MIME_TYPE = "text/html"
-#: The URL argument carrying an output's token to the application.
-TOKEN_ARGUMENT = "tango-bokeh-output"
 #: ``notebook_url`` callables follow bokeh's convention: ``f(port)`` is the URL of
 #: the server on that port as the browser reaches it, ``f(None)`` the page's origin.
 UrlFunction = Callable[[int | None], str]
@@ -362,6 +359,36 @@ def cell_session_name() -> str | None:
 
 # -- one output ----------------------------------------------------------------------
 
+#: Websocket close codes the output's page understands (RFC 6455 leaves 4000-4999 to us).
+CLOSED = 4000  # the session was closed (re-run, close(), close_all()): the page says so
+GONE = 4001  # the output went away (cleared, replaced): the page frees it, says nothing
+REFUSED = 4002  # not a live output's connection: the page says the output is not live
+
+#: What an output's page says when it is not live any more (the page shows it in place).
+TEXTS = {
+    "closed": "Not live: this session was closed. Re-run the cell to show it again.",
+    "refused": "This output is no longer live: its session was closed, or the link was "
+    "already used or has expired. Re-run the cell to show it again.",
+    "lost": "This output is no longer live: the connection to its kernel was lost "
+    "(kernel restarted or stopped). Re-run the cell to show it again.",
+    "reconnecting": "Not live: the connection to the kernel was lost; reconnecting…",
+    "unreachable": "This output is not live: the kernel's bokeh server cannot be reached.",
+}
+
+#: Seconds a bokeh session token stays valid for (re)connecting. Reconnection is gated by
+#: the output being live, not by this; bokeh's default (300 s) would stop a page from
+#: ever reconnecting after five minutes.
+SESSION_TOKEN_SECONDS = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An output claimed by its page: the bokeh session made for it and its token."""
+
+    output: Output
+    session_id: str
+    token: str
+
 
 class _ServerSessionRef:
     """What ``destroy_server`` gets from :meth:`Output.get_sessions`: one bokeh server session.
@@ -371,16 +398,12 @@ class _ServerSessionRef:
     outside would leave a half-destroyed session in the application context).
     """
 
-    def __init__(self, output: Output, server_session: ServerSession) -> None:
+    def __init__(self, output: Output, session_id: str) -> None:
         self._output = output
-        self.server_session = server_session
-
-    @property
-    def id(self) -> str:
-        return self.server_session.id
+        self.id = session_id
 
     def destroy(self) -> None:
-        self._output.retire(self.server_session)
+        self._output.server.retire(self._output, self.id, GONE)
 
 
 class Output:
@@ -389,10 +412,9 @@ class Output:
     Registered in ``bokeh.io.state.curstate().uuid_to_server[server_id]``, where
     ``destroy_server(server_id)`` (sent by the front end when the output goes
     away) finds it: ``get_sessions()`` are this output's server sessions and
-    ``stop()`` closes our session, hence its Tango subscriptions. It stays
-    registered after its session closed by other means (re-run, ``close_all``)
-    so that the front end's clean-up still retires its server sessions; it then
-    holds no reference to the session.
+    ``stop()`` closes our session, hence its Tango subscriptions. Once its
+    session is closed by other means (re-run, ``close_all``, its page gone) the
+    handle leaves bokeh's registry and holds no reference to the session.
     """
 
     def __init__(self, server: NotebookServer, session: Session, token: str) -> None:
@@ -400,41 +422,327 @@ class Output:
         self.session: Session | None = session  # None once closed
         self.name = session.name
         self.server_id = uuid4().hex
-        self.token = token
+        self.token = token  # single use: the page trades it for a bokeh session
         self.created = time.time()
         self.lifetime = _settings.token_lifetime  # seconds the token may be claimed
-        self._server_sessions: dict[str, Any] = {}  # bokeh session id -> BokehSessionContext
+        self.stopping = False  # destroy_server is running: it unregisters the handle itself
+        self.error: str | None = None  # why the session could not set up its document
+        self._contexts: dict[str, Any] = {}  # bokeh session id -> BokehSessionContext
 
     def __repr__(self) -> str:
         shown = repr(self.session) if self.session is not None else f"{self.name} (closed)"
         return f"<Output {self.server_id} {shown} views={len(self.server_sessions())}>"
 
+    @property
+    def session_ids(self) -> list[str]:
+        """Ids of the bokeh server sessions claimed for this output and not retired."""
+        return list(self._contexts)
+
     def add_context(self, context: Any) -> None:
-        self._server_sessions[context.id] = context
+        self._contexts[context.id] = context
+
+    def take_context(self, session_id: str) -> Any:
+        return self._contexts.pop(session_id, None)
 
     def server_sessions(self) -> list[ServerSession]:
         live = []
-        for key, context in list(self._server_sessions.items()):
+        for context in list(self._contexts.values()):
             session = getattr(context, "_session", None)  # set once the session exists
-            if session is not None and session.destroyed:
-                del self._server_sessions[key]  # discarded by the server
-            elif session is not None:
+            if session is not None and not session.destroyed:
                 live.append(session)
         return live
 
     # bokeh's destroy_server protocol
     def get_sessions(self) -> list[_ServerSessionRef]:
-        return [_ServerSessionRef(self, s) for s in self.server_sessions()]
+        return [_ServerSessionRef(self, sid) for sid in self.session_ids]
 
     def stop(self) -> None:
+        self.stopping = True
         session = self.session
         if session is not None:
             session.close()
         self.server.forget(self)  # destroy_server then removes this handle from bokeh's registry
 
-    def retire(self, server_session: ServerSession) -> None:
-        """Close the browser's connection to a server session and let the server discard it."""
-        self.server.retire(server_session)
+
+# -- the page side -------------------------------------------------------------------
+
+
+class _OutputSocket(WSHandler):
+    """bokeh's websocket handler, refusing quietly what is not a live output's connection.
+
+    bokeh's own refusal path (an auth provider returning no user) makes tornado
+    ``redirect`` a websocket, which raises: a traceback per reconnection attempt
+    in the kernel's log and cells. Here a refused connection is closed with a
+    code and reason the output's page understands, and logged at DEBUG only.
+    """
+
+    def __init__(self, tornado_app: Any, *args: Any, gate: Gate, **kwargs: Any) -> None:
+        self._gate = gate
+        super().__init__(tornado_app, *args, **kwargs)
+
+    def open(self) -> None:  # type: ignore[override]
+        refusal = self._gate(self._token)
+        if refusal is not None:
+            code, reason = refusal
+            log.debug("refusing a websocket: %s", reason)
+            self.close(code, reason)
+            return
+        super().open()
+
+
+#: ``gate(token)`` is None to let a websocket through, else (close code, reason).
+Gate = Callable[[str | None], tuple[int, str] | None]
+
+
+class _ClaimHandler(RequestHandler):
+    """``GET claim?output=TOKEN``: an output's page trades its single-use token for a session.
+
+    The reply is ``{"token": <bokeh session token>}`` (the session exists by
+    then, bound to the output's session) or ``{"refused": <text>}``. The bokeh
+    session id lives in the page's memory only: a token read from a saved
+    notebook claims nothing.
+    """
+
+    def initialize(self, server: NotebookServer) -> None:
+        self._server = server
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+    async def get(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin is not None:
+            if not check_allowlist(urlparse(origin).netloc.lower(), self._server.websocket_origins):
+                log.debug("refusing a claim from origin %s", origin)
+                self.set_status(403)
+                self.finish({"refused": TEXTS["refused"]})
+                return
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+        claim = self._server.claim(self.get_argument("output", ""))
+        if claim is None:
+            self.finish({"refused": TEXTS["refused"]})
+            return
+        await self._server.create_server_session(claim.session_id, self.request, claim.token)
+        if claim.output.error is not None:  # its setup_document raised: say so in place
+            self.finish({"error": claim.output.error})
+            return
+        self.finish({"token": claim.token})
+
+
+def output_script(url: str, token: str, name: str) -> str:
+    """The ``<script>`` of an output: load BokehJS from our server once per page, then embed.
+
+    bokeh's autoload reloads BokehJS for every output (replacing ``window.Bokeh``
+    under other bokeh outputs of the page), builds resource URLs from the host
+    only (breaking path-prefixed proxies) and keeps every document it embedded
+    for the page's lifetime. Here the page trades the output's token for a
+    session, embeds it with BokehJS's own client, and frees it (connection,
+    views, document) when the server closes it or the output leaves the page.
+    """
+    root = url if url.endswith("/") else url + "/"
+    urls = [f"{u}?v={bokeh_version}" for u in Resources(mode="server", root_url=root).js_files]
+    scheme, rest = root.split("://", 1)
+    values = {
+        "$VERSION": bokeh_version,
+        "$URLS": urls,
+        "$CLAIM": f"{root}tango-bokeh/claim?output={token}",
+        "$WS": f"{'wss' if scheme == 'https' else 'ws'}://{rest}ws",
+        "$TEXTS": TEXTS,
+        "$CODES": {"closed": CLOSED, "gone": GONE, "refused": REFUSED},
+        "$NAME": name,
+    }
+    element_id = f"tango-bokeh-{uuid4().hex}"
+    script = _PAGE.replace("$ID", json.dumps(element_id))
+    for key, value in values.items():
+        # JSON inside a <script>: "</" must not end the element
+        script = script.replace(key, json.dumps(value).replace("</", "<\\/"))
+    return f'<script id="{element_id}">{script}</script>'
+
+
+_PAGE = """
+(function () {
+  const version = $VERSION, urls = $URLS, claim = $CLAIM, wsUrl = $WS, texts = $TEXTS;
+  const codes = $CODES, name = $NAME, root = window;
+  const script = document.currentScript || document.getElementById($ID);
+  const key = "_tango_bokeh_loading_" + version;
+
+  function notice(output, text, error) {
+    const div = document.createElement("div");
+    div.className = "tango-bokeh-notice";
+    div.style.cssText = "font-family:sans-serif;padding:4px 0";
+    div.style.color = error ? "#b00020" : "#555";
+    div.textContent = text;
+    output.body.replaceChildren(div);
+  }
+
+  function banner(output, text) {
+    output.banner.textContent = text || "";
+    output.banner.style.display = text ? "block" : "none";
+  }
+
+  // Free what BokehJS holds for this output: connection, views, document.
+  function release(output) {
+    const conn = output.conn;
+    if (conn != null) {
+      try {
+        if (!conn.closed_permanently && conn.session != null) conn.close();
+        else {
+          conn.closed_permanently = true;
+          if (conn.session != null) conn.session._connection_closed();
+          if (conn.socket != null) conn.socket.close(1000, "output removed");
+        }
+      } catch (error) { console.debug("tango_bokeh: closing", error); }
+    }
+    if (output.views != null) {
+      try { output.views.clear(); } catch (error) { console.debug("tango_bokeh: views", error); }
+      output.views = null;
+    }
+    const doc = conn != null && conn.session != null ? conn.session.document : null;
+    if (doc != null) {
+      try { doc.clear({sync: false}); } catch (error) { console.debug("tango_bokeh: doc", error); }
+      const docs = root.Bokeh.documents, i = docs.indexOf(doc);
+      if (i >= 0) docs.splice(i, 1);
+    }
+  }
+
+  function teardown(output, text, error) {
+    if (!output.closed) {
+      output.closed = true;
+      clearInterval(output.timer);
+      release(output);
+      output.body.replaceChildren();
+      banner(output, null);
+    }
+    if (text) notice(output, text, error);
+  }
+
+  // The output left the page (cleared, replaced, its notebook closed): free it. A cell
+  // that JupyterLab's windowing detached while its notebook stays open is kept.
+  function watch(output) {
+    const el = output.el;
+    const windowed = !el.isConnected && output.cell != null && output.cell.contains(el)
+      && output.panel != null && output.panel.isConnected;
+    if (el.isConnected || windowed) { output.goneSince = null; return; }
+    const now = Date.now();
+    if (output.goneSince == null) output.goneSince = now;
+    else if (now - output.goneSince >= 2000) teardown(output, null);
+  }
+
+  function connect(output, token) {
+    if (output.closed) return;
+    const {ClientConnection} = root.Bokeh.require("client/connection");
+    const {add_document_standalone} = root.Bokeh.require("embed/standalone");
+    const conn = output.conn = new ClientConnection(wsUrl, token, null);
+    const onOpen = conn._on_open.bind(conn), onClose = conn._on_close.bind(conn);
+    conn._on_open = (resolve, reject) => { banner(output, null); onOpen(resolve, reject); };
+    conn._on_close = (event, reject) => {
+      const ours = event.code >= 4000 && event.code < 4100;
+      if (ours) conn.closed_permanently = true;  // the server said why: no reconnection
+      onClose(event, reject);
+      if (output.closed) return;
+      if (ours) {
+        teardown(output, event.code == codes.gone ? null
+          : event.code == codes.closed ? texts.closed : texts.refused);
+        return;
+      }
+      const session = conn.session;
+      const retrying = !conn.closed_permanently && session != null
+        && conn._reconnection_attempts_left > 0 && session.document.config.reconnect_session;
+      if (retrying) banner(output, texts.reconnecting);
+      else teardown(output, texts.lost);
+    };
+    conn.connect()
+      .then((session) => add_document_standalone(session.document, output.body, [], false))
+      .then((views) => {
+        output.views = views;
+        if (output.closed) release(output);  // it went away while it was being built
+      })
+      .catch((error) => {
+        if (!output.closed) teardown(output, texts.lost);
+        console.debug("tango_bokeh: " + name, error);
+      });
+  }
+
+  // BokehJS 3.9's PlotView adds a visualViewport "resize" listener that nothing removes,
+  // so every plot a page ever showed stays in memory: remove it with its view.
+  function patchPlots() {
+    const viewport = root.visualViewport;
+    let PlotView = null;
+    try { PlotView = root.Bokeh.require("models/plots/plot_canvas").PlotView; } catch (e) {}
+    if (viewport == null || PlotView == null || PlotView.prototype._tango_bokeh_patched) return;
+    const proto = PlotView.prototype, connect = proto.connect_signals, remove = proto.remove;
+    proto._tango_bokeh_patched = true;
+    proto.connect_signals = function () {
+      const added = this._tango_bokeh_viewport = this._tango_bokeh_viewport || [];
+      const add = viewport.addEventListener;
+      viewport.addEventListener = function (type, listener, options) {
+        added.push([type, listener, options]);
+        return add.call(viewport, type, listener, options);
+      };
+      try { return connect.call(this); } finally { delete viewport.addEventListener; }
+    };
+    proto.remove = function () {
+      for (const [type, listener, options] of this._tango_bokeh_viewport || [])
+        viewport.removeEventListener(type, listener, options);
+      this._tango_bokeh_viewport = [];
+      return remove.call(this);
+    };
+  }
+
+  function start() {
+    if (script == null || script.parentNode == null) return;
+    patchPlots();
+    const el = document.createElement("div");
+    el.className = "tango-bokeh-output";
+    const banner = document.createElement("div");
+    banner.className = "tango-bokeh-banner";
+    banner.style.cssText = "display:none;color:#555;background:#eceff3;font-family:sans-serif;"
+      + "padding:2px 8px;margin-bottom:4px;border-radius:4px";
+    const body = document.createElement("div");
+    el.append(banner, body);
+    script.parentNode.insertBefore(el, script);
+    const output = {el, banner, body, cell: el.closest(".jp-Cell"),
+      panel: el.closest(".jp-NotebookPanel"), conn: null, views: null, closed: false,
+      goneSince: null, timer: null};
+    output.timer = setInterval(() => watch(output), 1000);
+    fetch(claim, {cache: "no-store"})
+      .then((reply) => reply.json())
+      .then((reply) => {
+        if (reply.token) connect(output, reply.token);
+        else if (reply.error) teardown(output, reply.error, true);
+        else teardown(output, reply.refused || texts.refused);
+      })
+      .catch((error) => {
+        teardown(output, texts.unreachable);
+        console.debug("tango_bokeh: " + name, error);
+      });
+  }
+
+  const ready = root.Bokeh !== undefined && root.Bokeh.version === version
+    && root.Bokeh.Widgets !== undefined && root.Bokeh.Tables !== undefined;
+  if (ready && root[key] === undefined) { start(); return; }
+  if (root[key] === undefined) {
+    root[key] = urls.reduce((chain, url) => chain.then(() => new Promise((resolve, reject) => {
+      const tag = document.createElement("script");
+      tag.src = url;
+      tag.onload = resolve;
+      tag.onerror = () => reject(new Error("tango_bokeh: cannot load " + url));
+      document.head.appendChild(tag);
+    })), Promise.resolve());
+    root[key].catch(() => { delete root[key]; });
+  }
+  root[key].then(start, (error) => console.error(error));
+})();
+"""
+
+
+def _notice(text: str, *, error: bool = False) -> Any:
+    colour = "#b00020" if error else "#555"
+    return Div(
+        text=f'<div style="color:{colour};font-family:sans-serif">{html.escape(text)}</div>',
+        name="tango-bokeh-notice",
+    )
 
 
 # -- the kernel's server -------------------------------------------------------------
@@ -450,11 +758,12 @@ class NotebookServer:
         self.settings = settings
         self.server: Server | None = None
         self.loop: IOLoop | None = None
-        self._pending: dict[str, Output] = {}  # token -> output waiting for its browser
-        self._outputs: dict[str, Output] = {}  # server_id -> output
+        self._pending: dict[str, Output] = {}  # output token -> output waiting for its page
+        self._outputs: dict[str, Output] = {}  # server_id -> output with an open session
+        self._claimed: dict[str, Output] = {}  # bokeh session id -> output it shows
         self._lock = threading.Lock()
-        self._retired: set[str] = set()  # bokeh session ids of outputs that went away
-        self.refused = 0  # documents asked for with a missing, used or expired token
+        self.refused = 0  # claims with a missing, used or expired token
+        self.refused_sockets = 0  # websockets that were not a live output's
 
     # -- singleton ---------------------------------------------------------------
 
@@ -500,11 +809,21 @@ class NotebookServer:
             address=self.settings.address,
             port=self.settings.port,
             allow_websocket_origin=origins,
-            auth_provider=_RetiredGate(self._retired),
+            sign_sessions=False,  # sessions are bound to outputs by the claim, not by signatures
+            extra_patterns=[(r"/tango-bokeh/claim", _ClaimHandler, {"server": self})],
             **options,
         )
+        self._gate_websockets()
         self.server.start()
         log.info("notebook server on %s:%s", self.settings.address, self.server.port)
+
+    def _gate_websockets(self) -> None:
+        """Serve the application's websocket with :class:`_OutputSocket` (bokeh has no hook)."""
+        assert self.server is not None
+        for rule in self.server._tornado.wildcard_router.rules:
+            if rule.target is WSHandler:
+                rule.target = _OutputSocket
+                rule.target_kwargs = {**rule.target_kwargs, "gate": self._gate}
 
     def stop(self) -> None:
         """Close every session shown through this server, then stop listening."""
@@ -560,9 +879,8 @@ class NotebookServer:
             self._outputs[output.server_id] = output
         curstate().uuid_to_server[output.server_id] = output
         session.on_close(lambda: self._session_closed(output))
-        assert self.loop is not None
-        self.loop.call_later(output.lifetime, self._expire, output.token)
-        script = output_script(url_of(self.port), output.token)
+        self._on_loop(lambda: self._call_later(output.lifetime, self._expire, output.token))
+        script = output_script(url_of(self.port), output.token, session.name)
         _publish_display_data(
             {
                 HTML_MIME_TYPE: script,
@@ -584,23 +902,54 @@ class NotebookServer:
             return len(self._pending)
 
     def forget(self, output: Output) -> None:
-        """The output's session is closed: it is no longer live (its handle stays registered)."""
+        """The output's session is closed: it is no longer live."""
         with self._lock:
             self._outputs.pop(output.server_id, None)
             self._pending.pop(output.token, None)
 
-    def _claim(self, token: str | None) -> Output | None:
-        """The output a token was made for: once, before it expires, while its session is open."""
-        if not token:
-            return None
+    def _on_loop(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the server's loop (from any thread)."""
+        if self.loop is not None:
+            self.loop.add_callback(callback)
+
+    def _call_later(self, delay: float, callback: Callable[..., None], *args: Any) -> None:
+        assert self.loop is not None
+        self.loop.call_later(delay, callback, *args)
+
+    def claim(self, token: str) -> Claim | None:
+        """A bokeh session for an output's page: once per token, in time, while it is open."""
         with self._lock:
-            output = self._pending.pop(token, None)
-        if output is None:
-            return None
-        session = output.session
+            output = self._pending.pop(token, None) if token else None
+        session = output.session if output is not None else None
         if session is not None and time.time() - output.created > output.lifetime:
             session.close()
-        return None if session is None or session.closed else output
+        if output is None or session is None or session.closed:
+            self.refused += 1
+            return None
+        session_id = generate_session_id(signed=False)
+        with self._lock:
+            self._claimed[session_id] = output
+        token = generate_jwt_token(session_id, signed=False, expiration=SESSION_TOKEN_SECONDS)
+        return Claim(output, session_id, token)
+
+    async def create_server_session(self, session_id: str, request: Any, token: str) -> None:
+        """Make the bokeh server session of a claimed output (runs :meth:`_make_document`)."""
+        assert self.server is not None
+        context = self.server._tornado._applications["/"]
+        await context.create_session_if_needed(session_id, request, token)
+
+    def _gate(self, token: str | None) -> tuple[int, str] | None:
+        """Let through the websockets of claimed outputs whose session is open."""
+        try:
+            session_id = get_session_id(token) if token else None
+        except Exception:
+            session_id = None
+        with self._lock:
+            output = self._claimed.get(session_id) if session_id else None
+        if output is not None and output.session is not None and not output.session.closed:
+            return None
+        self.refused_sockets += 1
+        return REFUSED, "not a live output"
 
     def _expire(self, token: str) -> None:
         """Nobody displayed the output in time: close its session, which nobody can reach."""
@@ -615,183 +964,59 @@ class NotebookServer:
             output.session.close()
 
     def _session_closed(self, output: Output) -> None:
-        """Our session closed (re-run, close_all, output cleared): say so where it was shown."""
+        """Our session closed (re-run, close_all, page gone): tell its pages, drop the handle."""
         self.forget(output)
         output.session = None
-        if self.loop is None:
+        for session_id in output.session_ids:
+            self.retire(output, session_id, CLOSED)
+        with self._lock:  # claimed, but closed before its document was made
+            for session_id in [k for k, o in self._claimed.items() if o is output]:
+                del self._claimed[session_id]
+        if not output.stopping:  # destroy_server unregisters it itself
+            _unregister_output(output.server_id)
+
+    def retire(self, output: Output, session_id: str, code: int) -> None:
+        """Close the pages' connections to one of the output's server sessions; the server
+        then discards it (the gate refuses it from now on)."""
+        with self._lock:
+            self._claimed.pop(session_id, None)
+        context = output.take_context(session_id)
+        server_session = getattr(context, "_session", None)
+        if server_session is None:
             return
-        for server_session in output.server_sessions():
-            self.loop.add_callback(self._show_closed, server_session, output.name)
-
-    @staticmethod
-    def _show_closed(server_session: ServerSession, name: str) -> None:
-        if server_session.destroyed:
-            return
-
-        def notice() -> None:
-            doc = server_session.document
-            doc.clear()
-            doc.add_root(_notice(f"Session {name!r} is closed. Re-run the cell to show it again."))
-
-        try:
-            server_session.document.add_next_tick_callback(notice)
-        except Exception:  # the document went away meanwhile
-            log.debug("notice for %s", name, exc_info=True)
-
-    def retire(self, server_session: ServerSession) -> None:
-        """Close the browser's connection to a server session and have the server discard it.
-
-        The page's BokehJS tries to reconnect; the gate refuses retired sessions
-        (quietly: our documents do not notify connection changes), so the
-        session stays unused and is discarded at the next check.
-        """
-        if self.loop is None or server_session.destroyed:
-            return
-        session_id = server_session.id
-        self._retired.add(session_id)
-        self.loop.call_later(RETIRED_MEMORY, self._retired.discard, session_id)
 
         def close() -> None:
-            for connection in list(getattr(server_session, "_subscribed_connections", ())):
-                socket = getattr(connection, "_socket", None)  # bokeh's WSHandler
-                if socket is not None:
-                    socket.close(1000, "output closed")
+            if server_session.destroyed:
+                return
+            for connection in list(server_session._subscribed_connections):
+                connection._socket.close(code, "closed" if code == CLOSED else "output removed")
             server_session.request_expiration()  # discarded at the next unused-session check
 
-        self.loop.add_callback(close)
+        self._on_loop(close)
 
     # -- the application ---------------------------------------------------------
 
     def _make_document(self, doc: Document) -> None:
-        """A browser asks for an output's document: bind it to that output's session."""
+        """A claimed output's page asks for its document: bind it to that output's session."""
         context = doc.session_context
-        request = getattr(context, "request", None)
-        arguments = getattr(request, "arguments", None) or {}
-        values = arguments.get(TOKEN_ARGUMENT) or [b""]
-        raw = values[0]
-        token = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        output = self._claim(token)
-        # Connection changes are the kernel's business: no bokeh toasts over JupyterLab
-        # (a cleared output's page-side document would report its retirement).
+        # Connection changes are the page's business: no bokeh toasts over JupyterLab.
         doc.config.notify_connection_status = False
-        if output is None:
-            self.refused += 1
+        with self._lock:
+            output = self._claimed.get(context.id)
+        session = output.session if output is not None else None
+        if output is None or session is None or session.closed:
+            # bokeh's own page and autoload routes make sessions nobody claimed
             doc.config.reconnect_session = False
-            doc.add_root(
-                _notice(
-                    "This output is no longer live: its session was closed, or the link "
-                    "was already used or has expired. Re-run the cell to show it again."
-                )
-            )
+            doc.add_root(_notice(TEXTS["refused"]))
             return
-        session = output.session
-        assert session is not None  # claimed outputs have an open session
         output.add_context(context)
         try:
             session.attach(doc)
         except Exception as exc:
             log.exception("setting up %r", session)
+            output.error = f"{session.name}: {type(exc).__name__}: {exc}"  # the claim says it
+            doc.add_root(_notice(output.error, error=True))
             session.close()
-            notice = _notice(f"{session.name}: {type(exc).__name__}: {exc}", error=True)
-
-            def show_error() -> None:
-                doc.clear()
-                doc.add_root(notice)
-
-            # The session's own clean-up clears the document on a next tick, and next
-            # ticks added before the server session exists run in no set order: show
-            # the error now, and again one tick after every clean-up has run.
-            show_error()
-            doc.add_next_tick_callback(lambda: doc.add_next_tick_callback(show_error))
-
-
-#: Seconds a retired session id is refused (BokehJS gives up reconnecting after ~30 s).
-RETIRED_MEMORY = 120.0
-
-
-class _RetiredGate(AuthProvider):
-    """bokeh auth hook: refuse websocket reconnections to retired output sessions, allow the rest.
-
-    A cleared output's page-side BokehJS keeps trying to reconnect its closed
-    websocket; reattaching would revive a session nobody sees.
-    """
-
-    def __init__(self, retired: set[str]) -> None:
-        self._retired = retired
-        super().__init__()
-
-    @property
-    def get_user(self) -> Callable[[Any], str | None]:
-        return self._user
-
-    @property
-    def get_login_url(self) -> Callable[[Any], str]:
-        return lambda _handler: "/retired"
-
-    def _user(self, handler: Any) -> str | None:
-        protocols = handler.request.headers.get("Sec-WebSocket-Protocol", "")
-        parts = [p.strip() for p in protocols.split(",")]
-        if len(parts) == 2 and parts[0] == "bokeh":
-            try:
-                if get_session_id(parts[1]) in self._retired:
-                    return None
-            except Exception:
-                return "viewer"  # bokeh itself rejects malformed tokens
-        return "viewer"
-
-
-def output_script(url: str, token: str) -> str:
-    """The ``<script>`` of an output: load BokehJS from our server once per page, then embed.
-
-    bokeh's own autoload reloads BokehJS for every output (replacing ``window.Bokeh``
-    under other bokeh outputs of the page) and builds the resource URLs from the
-    server's host only, which breaks behind a path-prefixed proxy. Here the
-    resources come from ``url`` (the server as the browser reaches it), once.
-    """
-    tag = server_document(url, resources=None, arguments={TOKEN_ARGUMENT: token})
-    match = re.fullmatch(r'\s*<script id="([^"]+)">(.*)</script>\s*', tag, re.DOTALL)
-    if match is None:  # a bokeh whose tag we do not know: let it load everything itself
-        return server_document(url, arguments={TOKEN_ARGUMENT: token})
-    element_id, embed = match.groups()
-    root = url if url.endswith("/") else url + "/"
-    urls = [f"{u}?v={bokeh_version}" for u in Resources(mode="server", root_url=root).js_files]
-    loader = _LOADER.replace("$VERSION", json.dumps(bokeh_version)).replace(
-        "$URLS", json.dumps(urls)
-    )
-    return f'<script id="{element_id}">{loader.replace("$EMBED", embed.strip())}</script>'
-
-
-_LOADER = """
-(function () {
-  const version = $VERSION, urls = $URLS, root = window;
-  function embed() {
-    $EMBED
-  }
-  const key = "_tango_bokeh_loading_" + version;
-  const ready = root.Bokeh !== undefined && root.Bokeh.version === version
-    && root.Bokeh.Widgets !== undefined && root.Bokeh.Tables !== undefined;
-  if (ready && root[key] === undefined) { embed(); return; }
-  if (root[key] === undefined) {
-    root[key] = urls.reduce((chain, url) => chain.then(() => new Promise((resolve, reject) => {
-      const script = document.createElement("script");
-      script.src = url;
-      script.onload = resolve;
-      script.onerror = () => reject(new Error("tango_bokeh: cannot load " + url));
-      document.head.appendChild(script);
-    })), Promise.resolve());
-    root[key].catch(() => { delete root[key]; });
-  }
-  root[key].then(embed, (error) => console.error(error));
-})();
-"""
-
-
-def _notice(text: str, *, error: bool = False) -> Any:
-    colour = "#b00020" if error else "#555"
-    return Div(
-        text=f'<div style="color:{colour};font-family:sans-serif">{html.escape(text)}</div>',
-        name="tango-bokeh-notice",
-    )
 
 
 def _registered_outputs(server: NotebookServer) -> list[Output]:

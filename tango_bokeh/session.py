@@ -83,6 +83,7 @@ class Session:
         self.callback_period = callback_period
         self._periodic: Any = None  # bokeh's handle of the periodic callback
         self._suspended = True
+        self._paused = False  # pause() asked for it (not merely not started yet)
         self._closed = False
         self._state_lock = threading.Lock()
         self._cursors: dict[str, Cursor] = {}
@@ -204,6 +205,30 @@ class Session:
         attrs = ", ".join(self._cursors) or "no attribute"
         return f"{type(self).__name__}:{self._name}:{state} [{attrs}]"
 
+    def describe(self) -> str:
+        """What a person needs to know of the session: name, attributes, state, how to close it.
+
+        IPython shows it under a cell whose last expression is the session.
+        """
+        kind = type(self).__name__
+        if self._closed:
+            return f"{kind} {self._name!r}: closed (re-run the cell to show it again)"
+        attributes = list(self._cursors)
+        listed = ", ".join(attributes) if attributes else "no attribute"
+        if self._callback_period is None:
+            state = "not updating (no callback period)"
+        elif self._paused:
+            state = "paused: .resume() to update again"
+        else:
+            state = f"live, every {self._callback_period:g} s: .pause() to freeze"
+        return (
+            f"{kind} {self._name!r}: {len(attributes)} attribute(s) ({listed})\n"
+            f"{state}; .close(), clearing the output or re-running the cell closes it"
+        )
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.describe())
+
     # -- Tango attributes -------------------------------------------------------
 
     def subscribe(self, attribute: str, poll_period: float | None = None) -> Cursor:
@@ -283,8 +308,11 @@ class Session:
         cursors, self._cursors = list(self._cursors.values()), {}
         for cursor in cursors:
             cursor.close()
-        if self._doc is not None:
-            self._in_document(self._cleanup_document)
+        # A closed session holds no Document, view or data: IPython's Out may keep it.
+        doc, periodic = self._doc, self._periodic
+        self._doc, self._periodic, self._views = None, None, []
+        if doc is not None:
+            self._in_document(lambda: self._cleanup_document(doc, periodic), doc)
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             try:
@@ -292,14 +320,14 @@ class Session:
             except Exception:
                 log.exception("close hook of %r", self)
 
-    def _cleanup_document(self) -> None:
-        self._set_periodic(None)
-        doc = self._doc
-        if doc is not None:
-            try:
-                doc.clear()
-            except Exception:  # the Document may be half destroyed already
-                log.debug("clearing the document of %r", self, exc_info=True)
+    def _cleanup_document(self, doc: Document, periodic: Any) -> None:
+        if periodic is not None:
+            with contextlib.suppress(ValueError, AttributeError, KeyError):
+                doc.remove_periodic_callback(periodic)  # may be gone with the Document
+        try:
+            doc.clear()
+        except Exception:  # the Document may be half destroyed already
+            log.debug("clearing the document of %r", self, exc_info=True)
 
     def setup_document(self) -> None:
         """Build the page: add roots to :attr:`document` (default: nothing)."""
@@ -319,14 +347,14 @@ class Session:
 
     def pause(self) -> None:
         """Suspend the periodic callback (data keeps arriving in the hub, bounded)."""
-        self._suspended = True
+        self._suspended = self._paused = True
         self._in_document(lambda: self._set_periodic(None))
 
     def resume(self) -> None:
         """Resume the periodic callback at :attr:`callback_period`."""
         if self._closed:
             return
-        self._suspended = False
+        self._suspended = self._paused = False
         period = self._callback_period
         self._in_document(lambda: self._set_periodic(period))
 
@@ -383,8 +411,8 @@ class Session:
 
     # -- Document access from anywhere ------------------------------------------
 
-    def _in_document(self, callback: Callable[[], None]) -> None:
-        doc = self._doc
+    def _in_document(self, callback: Callable[[], None], doc: Document | None = None) -> None:
+        doc = doc if doc is not None else self._doc
         if doc is None:
             return
         if doc.session_context is None:  # a bare Document (tests, export): no loop to defer to

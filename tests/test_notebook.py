@@ -29,10 +29,11 @@ from urllib.request import urlopen
 import psutil
 import pytest
 from bokeh.client import pull_session
+from bokeh.util.token import get_session_id
 from jupyter_client.manager import KernelManager
 
 from tango_bokeh import notebook
-from tango_bokeh.notebook import EXEC_MIME_TYPE, TOKEN_ARGUMENT
+from tango_bokeh.notebook import EXEC_MIME_TYPE
 from tango_bokeh.session import Session
 from tango_bokeh.sim import ControlSystem
 
@@ -141,14 +142,20 @@ class Kernel:
 
 
 def output_target(output: dict[str, Any]) -> tuple[str, str]:
-    """(server URL, token) that an output's page asks the kernel's server for."""
+    """(server URL, token) that an output's page claims its session with."""
     script = output["data"]["text/html"]
-    match = re.search(r"""xhr\.open\('GET', "([^"]+)\"""", script)
+    match = re.search(r'claim = "([^"]+)"', script)
     assert match, script
     url = urlparse(match.group(1))
-    assert url.path.endswith("/autoload.js")
-    token = parse_qs(url.query)[TOKEN_ARGUMENT][0]
-    return f"{url.scheme}://{url.netloc}{url.path.removesuffix('autoload.js')}", token
+    assert url.path.endswith("/tango-bokeh/claim")
+    token = parse_qs(url.query)["output"][0]
+    return f"{url.scheme}://{url.netloc}{url.path.removesuffix('tango-bokeh/claim')}", token
+
+
+def claim(url: str, token: str | None) -> dict[str, Any]:
+    """What the output's page does first: trade its token for a bokeh session (or a refusal)."""
+    with urlopen(f"{url}tango-bokeh/claim?output={token or ''}", timeout=10) as reply:
+        return json.loads(reply.read())
 
 
 class Viewer:
@@ -158,6 +165,7 @@ class Viewer:
         self.url, self.token = url, token
         self.client: Any = None
         self.error: BaseException | None = None
+        self.refusal: str | None = None  # what the claim said instead of a session
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="viewer", daemon=True)
         self._thread.start()
@@ -175,14 +183,25 @@ class Viewer:
 
     def _run(self) -> None:
         try:
-            arguments = {TOKEN_ARGUMENT: self.token} if self.token is not None else None
-            self.client = pull_session(url=self.url, arguments=arguments)
+            reply = claim(self.url, self.token)
+            if "token" not in reply:
+                self.refusal = reply.get("error") or reply.get("refused") or str(reply)
+                self._ready.set()
+                return
+            session_id = get_session_id(reply["token"])
+            self.client = pull_session(session_id=session_id, url=self.url)
         except BaseException as exc:
             self.error = exc
             self._ready.set()
             return
         self._ready.set()
         self.client._connection.loop_until_closed()  # process updates until closed
+
+    @property
+    def close_code(self) -> int | None:
+        """How the server closed the connection (None while open)."""
+        socket = getattr(getattr(self.client, "_connection", None), "_socket", None)
+        return getattr(getattr(socket, "_socket", None), "close_code", None)
 
     def read(self, fn: Callable[[Any], Any], timeout: float = 10) -> Any:
         """``fn(document)`` evaluated on the viewer's loop (where its document changes)."""
@@ -202,7 +221,14 @@ class Viewer:
         return box.get("value")
 
     def texts(self) -> str:
-        """The text of every Div of the document (notices and error messages)."""
+        """What the page shows as text: a refusal, the closed notice, or every Div's text."""
+        if self.refusal is not None:
+            return self.refusal
+        if not self._thread.is_alive():  # the server closed the connection: the page says why
+            return {
+                notebook.CLOSED: notebook.TEXTS["closed"],
+                notebook.REFUSED: notebook.TEXTS["refused"],
+            }.get(self.close_code or 0, "")
         return self.read(
             lambda doc: " ".join(
                 getattr(m, "text", "") for m in doc.models if type(m).__name__ == "Div"
@@ -211,7 +237,7 @@ class Viewer:
 
     def close(self) -> None:
         self._ready.wait(30)
-        if self.client is not None:
+        if self.client is not None and self._thread.is_alive():
             self.client._connection.io_loop.add_callback(self.client.close)
         self._thread.join(15)
         assert not self._thread.is_alive(), "the viewer did not stop"
@@ -329,9 +355,9 @@ def test_output_is_a_server_app_output_served_offline_from_loopback(k: Kernel):
     assert [u.split("?")[0].rsplit("/", 1)[1] for u in bokehjs][:1] == ["bokeh.min.js"]
     assert all(u.startswith(f"http://127.0.0.1:{port}/") for u in bokehjs)
     assert len(urlopen(bokehjs[0], timeout=10).read()) > 100_000
-    autoload_url = re.search(r"""xhr\.open\('GET', "([^"]+)\"""", script).group(1)
-    autoload = urlopen(autoload_url, timeout=10).read().decode()  # what the page then loads
-    assert "cdn.bokeh.org" not in autoload and "bokeh.min.js" not in autoload  # loaded already
+    reply = claim(url, token)  # what the page then asks for: a session token, no script
+    assert set(reply) == {"token"}
+    assert claim(url, token) == {"refused": notebook.TEXTS["refused"]}  # single use
     # the server listens on loopback only, in the kernel's process
     listening = {
         (c.laddr.ip, c.laddr.port)
@@ -467,7 +493,7 @@ def test_close_all_and_status_from_any_cell(k: Kernel, viewers):
     k.ok("nb.close_all()", cell())
     facts = k.ok("print(facts(s))").json()
     assert facts["sessions"] == [] and facts["subscriptions"] == 0 and facts["outputs"] == 0
-    wait_for(lambda: "is closed" in viewer.texts(), what="the output to say so")
+    wait_for(lambda: "was closed" in viewer.texts(), what="the output to say so")
     assert "no open session" in k.ok("nb.status()").text
 
 
@@ -507,7 +533,7 @@ def test_monitor_shows_a_live_panel_and_returns_its_session(k: Kernel, viewers):
     facts = k.ok("print(facts())").json()
     assert facts["sessions"] == [f"cell:{cell_id}"] and facts["channels"] == 2
     wait_for(lambda: sum(again.read(source_sizes).values()) > 3, what="the new panel's data")
-    wait_for(lambda: "is closed" in viewer.texts(), what="the old panel to say it is closed")
+    wait_for(lambda: "was closed" in viewer.texts(), what="the old panel to say it is closed")
 
 
 def test_tango_monitor_magic(k: Kernel, viewers):
