@@ -9,7 +9,9 @@ attribute and each cursor reads what is new for it, without copies.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -47,6 +49,7 @@ class ChannelStats:
     poll_requested: float | None = None
     read_seconds: float | None = None
     read_alone: bool = False  # too slow for its device's batch: read on its own
+    config_changes: int = 0  # new configurations from the device (unit, format, limits...)
 
 
 @dataclass
@@ -64,6 +67,8 @@ class HubStats:
     poll_load: dict[str, float] = field(default_factory=dict)
     #: Batch reads that failed as a whole and were split into reads of one attribute.
     poll_splits: int = 0
+    #: Attributes whose configuration events are followed (unit, format, limits, labels).
+    config_subscriptions: int = 0
     #: Times each acquisition thread died and was restarted (``scheduler``, ``drain``).
     worker_restarts: dict[str, int] = field(default_factory=dict)
 
@@ -84,6 +89,7 @@ class Channel:
         self.mode = Mode.PENDING
         self.status: str | None = None  # why the mode is what it is (last subscription error)
         self.poll: PollRate | None = None  # how it is polled, under client polling
+        self.config_changes = 0  # configurations that replaced another (configuration events)
         self.received = 0
         self.dropped = 0
         self.queue_full = 0
@@ -163,7 +169,13 @@ class Channel:
             self.on_resolve(self, name)
 
     def set_info(self, info: AttributeInfo) -> None:
+        """A configuration, first or new; one equal to the current one changes nothing."""
         with self._lock:
+            if self.info is not None:
+                if info == self.info:
+                    return
+                info = dataclasses.replace(info, since=time.time())
+                self.config_changes += 1
             self.info = info
             capacity = self._capacity[info.format]
             if capacity != self._ring.capacity:
@@ -242,6 +254,7 @@ class Channel:
                 poll_requested=self.poll.requested if self.poll else None,
                 read_seconds=self.poll.read_seconds if self.poll else None,
                 read_alone=self.poll.alone if self.poll else False,
+                config_changes=self.config_changes,
             )
 
 
@@ -410,6 +423,7 @@ class Hub:
             worker_restarts=dict(acq.get("worker_restarts", {})),
             poll_load=dict(acq.get("poll_load", {})),
             poll_splits=acq.get("poll_splits", 0),
+            config_subscriptions=acq.get("config_subscriptions", 0),
         )
 
     def close(self) -> None:

@@ -18,6 +18,11 @@ can take in (``bench/bench_ingest.py``). The queues are bounded (by bytes per
 attribute); a drain that finds one full is counted, as events may have been
 lost before the hub saw them. Nothing Tango holds refers to a feed.
 
+Each attribute's configuration is followed too: once its values flow (events
+or polling), its attribute-configuration events are subscribed the same way,
+and the drain hands the newest configuration (unit, format, limits, labels)
+to the feed, which dates it; views have it on their next tick.
+
 Tango's client event system is not safe for concurrent ``subscribe_event`` /
 ``unsubscribe_event`` calls from several threads (PyTango issue 307; here:
 heap corruption within a few hundred fast cycles), so those two calls are
@@ -59,12 +64,20 @@ from .convert import (
     sample_from_exception,
     samples_from_events,
 )
-from .modes import MAX_POLL_PERIOD, Mode, Step, checked_poll_period, following, next_step
+from .modes import (
+    MAX_POLL_PERIOD,
+    Mode,
+    Step,
+    checked_poll_period,
+    following,
+    next_step,
+)
 from .names import AttributeName
 from .polling import (
     DEFAULT_BUDGET,
     Failure,
     PollRate,
+    batch_cost,
     classify,
     effective_periods,
     is_slow,
@@ -81,6 +94,9 @@ _EVENT_TYPES = {
     Mode.ARCHIVE: tango.EventType.ARCHIVE_EVENT,
 }
 
+
+#: Configuration events kept per attribute between two drains (only the newest is used).
+CONFIG_QUEUE = 8
 
 #: Serialises subscribe_event/unsubscribe_event of the whole process (see module doc).
 _EVENT_CALLS = threading.Lock()
@@ -206,6 +222,7 @@ class Handle:
         self.mode = Mode.PENDING
         self.event_id: int | None = None
         self.queue_size = 0  # of the Tango event queue, while subscribed
+        self.config_id: int | None = None  # attribute-configuration event subscription
         self.proxy: Any = None
         self.stopped = False
         self.attempts = 0
@@ -238,6 +255,7 @@ class Acquisition:
         self._proxies: dict[str, Any] = {}
         self._polls: dict[str, _DevicePoll] = {}
         self._live: set[Handle] = set()  # handles holding a Tango event subscription
+        self._configs: set[Handle] = set()  # handles following configuration events
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
         self._wake = threading.Condition(self._lock)
@@ -280,6 +298,7 @@ class Acquisition:
         with self._lock:
             return {
                 "subscriptions": len(self._live),
+                "config_subscriptions": len(self._configs),
                 "polled": sum(
                     len(a.handles) for p in self._polls.values() for a in p.attrs.values()
                 ),
@@ -299,7 +318,7 @@ class Acquisition:
             if self._closed:
                 return
             self._closed = True
-            live = list(self._live)
+            live = list(self._live | self._configs)
             self._wake.notify_all()
         self._stopping.set()
         self._drainer.join(timeout=5)
@@ -488,6 +507,11 @@ class Acquisition:
                     handle.event_id, handle.mode = event_id, mode
                     handle.queue_size = size
                     stopped = handle.stopped
+                if not stopped:  # the first event (SyncRead) is in the feed before the mode
+                    try:  # says so; the drain thread takes over after this
+                        self._drain(handle)
+                    except Exception as exc:  # as on the drain thread: this attribute's error
+                        self._attribute_failed(handle, "take in events", exc)
                 with self._lock:
                     self._live.add(handle)
                 if stopped:  # stop() raced with us: its disconnect may have missed the id
@@ -495,8 +519,49 @@ class Acquisition:
                 else:
                     feed.set_mode(mode)
                     handle.attempts = 0
+                    self._follow_config(handle)
                 return
         self._start_polling(handle, feed)
+        self._follow_config(handle)
+
+    def _follow_config(self, handle: Handle) -> None:
+        """Subscribe to the attribute's configuration events (unit, format, limits, labels
+        changed on the device): the drain hands each new configuration to the feed."""
+        if handle.stopped:
+            return
+        try:
+            with self._event_calls:
+                config_id = handle.proxy.subscribe_event(
+                    handle.name.attribute,
+                    tango.EventType.ATTR_CONF_EVENT,
+                    CONFIG_QUEUE,
+                    sub_mode=tango.EventSubMode.SyncRead,
+                )
+        except tango.DevFailed as exc:  # values still flow; the configuration stays as read
+            key = f"{handle.name} configuration events"
+            if self._log_limit.check(key) is not None:
+                log.warning("%s: no configuration events: %s", handle.name, error_text(exc.args)[1])
+            return
+        with handle._lock:
+            handle.config_id = config_id
+            stopped = handle.stopped
+        with self._lock:
+            self._configs.add(handle)
+        if stopped:  # stop() raced with us
+            self._unfollow_config(handle)
+
+    def _unfollow_config(self, handle: Handle) -> None:
+        with handle._lock:
+            config_id, handle.config_id = handle.config_id, None
+        if config_id is None:
+            return
+        with self._lock:
+            self._configs.discard(handle)
+        try:
+            with self._event_calls:
+                handle.proxy.unsubscribe_event(config_id)
+        except tango.DevFailed as exc:
+            log.warning("unsubscribing %s configuration: %s", handle.name, error_text(exc.args)[1])
 
     def _failed(self, handle: Handle, feed: Feed, mode: Mode, exc: tango.DevFailed) -> None:
         reason, text = error_text(exc.args)
@@ -529,6 +594,7 @@ class Acquisition:
                 log.warning("unsubscribing %s: %s", handle.name, error_text(exc.args)[1])
         if mode is Mode.POLL:
             self._stop_polling(handle)
+        self._unfollow_config(handle)
 
     # -- draining the event queues ----------------------------------------------
 
@@ -541,11 +607,17 @@ class Acquisition:
             started = time.monotonic()
             with self._lock:
                 live = list(self._live)
+                configs = list(self._configs)
             for handle in live:
                 try:
                     self._drain(handle)
                 except Exception as exc:
                     self._attribute_failed(handle, "take in events", exc)
+            for handle in configs:
+                try:
+                    self._drain_config(handle)
+                except Exception as exc:
+                    self._attribute_failed(handle, "take in a configuration", exc)
             if stop.wait(max(0.0, period - (time.monotonic() - started))):
                 return
 
@@ -564,6 +636,23 @@ class Acquisition:
         if len(events) >= handle.queue_size:
             feed.note_queue_full()
         feed.extend(samples_from_events(events))
+
+    @staticmethod
+    def _drain_config(handle: Handle) -> None:
+        """Give the feed the newest configuration Tango queued for ``handle``, if any."""
+        config_id, proxy, feed = handle.config_id, handle.proxy, handle.feed
+        if config_id is None or feed is None:
+            return
+        try:
+            if proxy.is_event_queue_empty(config_id):
+                return
+            events = proxy.get_events(config_id)
+        except (tango.DevFailed, ValueError):
+            return  # unsubscribed meanwhile
+        for event in reversed(events):
+            if not event.err and event.attr_conf is not None:
+                feed.set_info(info_from_config(event.attr_conf))
+                return
 
     def _attribute_failed(self, handle: Handle, what: str, exc: Exception) -> str:
         """``handle``'s work raised: its feed gets an error sample, the log a line (rate-limited).
@@ -673,12 +762,13 @@ class Acquisition:
         round must end."""
         started = time.monotonic()
         names = [p.attr for p in batch]
-        replies, elapsed = self._read(poll, poll.proxy, names)
+        replies, elapsed, clean = self._read(poll, poll.proxy, names)
         with self._lock:
             poll.batch_last = started
         if not isinstance(replies, BaseException):
-            with self._lock:
-                poll.batch_cost = next_cost(poll.batch_cost, elapsed)
+            if clean:  # else it waited for a read we gave up on: not its own time
+                with self._lock:
+                    poll.batch_cost = batch_cost(poll.batch_cost, elapsed)
             for polled, reply in zip(batch, replies, strict=False):
                 self._deliver(polled, self._convert(poll.key, polled.attr, reply))
             return True
@@ -688,25 +778,32 @@ class Acquisition:
         ):
             self._device_failed(poll, batch, replies, elapsed)
             return False
+        if failure is Failure.TIMEOUT and not clean:
+            self._busy_still(poll, elapsed)  # not the batch's fault: try again later
+            return False
         # Failed as a whole while the device answers: one of them is slow or poisonous.
         with self._lock:
             for polled in batch:
                 polled.probed = False  # each is read alone next, to find which
             poll.splits += 1
-            if failure is Failure.TIMEOUT:  # the device still works on what we gave up on
-                poll.resume_at = time.monotonic() + elapsed
         if failure is Failure.TIMEOUT:
+            self._busy_still(poll, elapsed)
             return False
         return self._read_alone(poll, batch, probe=True)
 
     def _read_alone(self, poll: _DevicePoll, polled_list: list[_Polled], probe: bool) -> bool:
         """Read each attribute on its own; classify it as batch member or slow. False if the
-        round must end (the device does not answer, or is still busy with a timed-out read)."""
+        round must end (the device does not answer, or is still busy with a timed-out read).
+
+        Only a read that followed an answered one (``clean``) says something of the
+        attribute: after a time-out the device may still be working on what we gave up
+        on, and the next read waits for it.
+        """
         budget = self.config.poll_budget
         for index, polled in enumerate(polled_list):
             proxy = poll.proxy if probe or not polled.alone else self._slow_proxy(poll)
             started = time.monotonic()
-            replies, elapsed = self._read(poll, proxy, [polled.attr])
+            replies, elapsed, clean = self._read(poll, proxy, [polled.attr])
             requested = polled.requested
             if isinstance(replies, BaseException):
                 failure = self._failure(replies)
@@ -714,6 +811,13 @@ class Acquisition:
                     failure is Failure.TIMEOUT and not self._answers(poll)
                 ):
                     self._device_failed(poll, polled_list[index:], replies, elapsed)
+                    return False
+                if failure is Failure.TIMEOUT and not clean:
+                    with self._lock:  # not attributable: asked again later, after the others
+                        if not polled.alone:
+                            polled.probed = False
+                            poll.attrs[polled.attr] = poll.attrs.pop(polled.attr)
+                    self._busy_still(poll, elapsed)
                     return False
                 sample = sample_from_exception(replies)
                 if failure is Failure.TIMEOUT:
@@ -726,38 +830,59 @@ class Acquisition:
                 with self._lock:  # slow or poisonous: alone, so that it harms only itself
                     polled.probed, polled.alone, polled.last = True, True, started
                     polled.cost = next_cost(polled.cost, elapsed)
-                    if failure is Failure.TIMEOUT:
-                        # The device goes on reading what we gave up on: a read now would
-                        # wait for it and look slow. The round ends; the next starts later.
-                        poll.resume_at = time.monotonic() + elapsed
                 self._deliver(polled, sample)
                 if failure is Failure.TIMEOUT:
+                    self._busy_still(poll, elapsed)
                     return False
                 continue
             with self._lock:
-                polled.probed, polled.last = True, started
-                polled.cost = next_cost(None if probe else polled.cost, elapsed)
-                # This read decides where it belongs; the estimate only paces it.
-                if is_slow(elapsed, requested, budget):
-                    polled.alone = True
-                elif probe or may_rejoin(elapsed, requested, budget):
-                    polled.alone = False  # fast: (back) in the batch
+                polled.last = started
+                if clean:  # this read decides where it belongs; the estimate only paces it
+                    polled.probed = True
+                    polled.cost = next_cost(None if probe else polled.cost, elapsed)
+                    if is_slow(elapsed, requested, budget):
+                        polled.alone = True
+                    elif probe or may_rejoin(elapsed, requested, budget):
+                        polled.alone = False  # fast: (back) in the batch
             self._deliver(polled, self._convert(poll.key, polled.attr, replies[0]))
         return True
 
-    def _read(self, poll: _DevicePoll, proxy: Any, names: list[str]) -> tuple[Any, float]:
-        """``read_attributes(names)``: the replies, or the exception; and the seconds it took."""
+    def _busy_still(self, poll: _DevicePoll, elapsed: float) -> None:
+        """A read timed out: the device goes on with it, and any read now would wait for it.
+
+        The next read goes through the slow proxy (its long time-out lets it wait for
+        the device, and it answers as soon as the device is done); it says nothing of its
+        attribute's read time. Time-outs in a row pause the device's reads, twice as long
+        each time.
+        """
+        with self._lock:
+            poll.timeouts += 1
+            if poll.timeouts > 1:
+                pause = min(MAX_WAIT, elapsed * 2 ** min(poll.timeouts - 2, 6))
+                poll.resume_at = max(poll.resume_at, time.monotonic() + pause)
+
+    def _read(self, poll: _DevicePoll, proxy: Any, names: list[str]) -> tuple[Any, float, bool]:
+        """``read_attributes(names)``: the replies or the exception, the seconds it took, and
+        whether the device had answered our previous read (else this one may have waited for
+        the device to finish a read we gave up on)."""
+        with self._lock:
+            clean = poll.timeouts == 0
+        if not clean:  # a barrier: answers as soon as the device is done with the last one
+            proxy = self._slow_proxy(poll)
         started = time.monotonic()
         try:
             result: Any = proxy.read_attributes(names)
         except Exception as exc:
             result = exc
         elapsed = time.monotonic() - started
+        answered = not isinstance(result, BaseException) or (self._failure(result) is Failure.OTHER)
         with self._lock:
             poll.reads += 1
             poll.busy += elapsed
             poll.last_duration = elapsed
-        return result, elapsed
+            if answered:
+                poll.timeouts = 0  # the device answered: nothing of ours is left in it
+        return result, elapsed, clean
 
     def _answers(self, poll: _DevicePoll) -> bool:
         """Whether the device answers a ping: it does while a slow read holds it, not when its
@@ -793,6 +918,8 @@ class Acquisition:
             requested = min((p.requested for p in poll.attrs.values()), default=1.0)
             pause = max(requested, min(MAX_POLL_PERIOD, elapsed / self.config.poll_budget))
             poll.resume_at = time.monotonic() + pause
+            if self._failure(exc) is Failure.TIMEOUT:
+                poll.timeouts += 1  # a hung server may run it when it wakes
         for polled in polled_list:
             self._deliver(polled, sample)
 
@@ -903,5 +1030,6 @@ class _DevicePoll:
         self.batch_cost: float | None = None
         self.batch_last = 0.0
         self.batch_due = 0.0
-        self.resume_at = 0.0  # no read before this (the device did not answer)
+        self.resume_at = 0.0  # no read before this (the device did not answer, or is busy)
+        self.timeouts = 0  # our reads in a row that timed out (the device may still run them)
         self.load = 0.0  # planned share of the device's time taken by our reads

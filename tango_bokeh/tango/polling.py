@@ -104,6 +104,19 @@ def next_cost(previous: float | None, measured: float) -> float:
     return 0.5 * (previous + measured)
 
 
+#: Weight of the newest read in a batch's read-time estimate.
+BATCH_WEIGHT = 0.3
+
+
+def batch_cost(previous: float | None, measured: float) -> float:
+    """The read-time estimate of a device's batch, read every period: smoothed, so that one
+    read slowed by a busy machine does not slow the batch down (a slow attribute is found
+    by its own reads, not by the batch's)."""
+    if previous is None:
+        return measured
+    return (1.0 - BATCH_WEIGHT) * previous + BATCH_WEIGHT * measured
+
+
 @dataclass(frozen=True)
 class PollRate:
     """How one polled attribute is read now: what stats, metrics and views show."""

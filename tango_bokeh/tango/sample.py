@@ -112,7 +112,8 @@ class Sample(NamedTuple):
 
 @dataclass(frozen=True)
 class AttributeInfo:
-    """Static configuration of an attribute, read once when acquisition starts."""
+    """Configuration of an attribute: read when acquisition starts, then each time the device
+    sends an attribute-configuration event (a unit, format, limit or label changed)."""
 
     name: str
     format: Format = Format.SCALAR
@@ -132,6 +133,9 @@ class AttributeInfo:
     max_dim_x: int = 1
     max_dim_y: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: When this configuration replaced another (epoch s, when it was received), None for
+    #: the first one: samples stamped before it belong to the previous configuration.
+    since: float | None = field(default=None, compare=False)
 
     def format_value(self, value: Any) -> str:
         """Render ``value`` the way the device's ``format`` property asks."""

@@ -152,7 +152,7 @@ class Spectrum(PanelView):
         self._refresh_banner()
 
     def _learn(self, states: Mapping[str, AttributeState]) -> None:
-        """Axis labels and type checks, once each attribute's configuration is known."""
+        """Axis labels and type checks, whenever an attribute's configuration is new."""
         state = states.get(self.attribute)
         info = state.info if state is not None else None
         if info is not None and info is not self._info:
@@ -167,9 +167,9 @@ class Spectrum(PanelView):
                 or self._problem
             )
             self._figure.yaxis.axis_label = _axis_label(info)
-        if self.x_attribute and self._x_info is None:
+        if self.x_attribute:
             x_state = states.get(self.x_attribute)
-            if x_state is not None and x_state.info is not None:
+            if x_state is not None and x_state.info not in (None, self._x_info):
                 self._x_info = x_state.info
                 self._figure.xaxis.axis_label = _axis_label(x_state.info)
 

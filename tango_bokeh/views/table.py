@@ -15,6 +15,7 @@ text is black or white, whichever contrasts more with the badge colour.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import io
 from collections.abc import Mapping, Sequence
@@ -183,6 +184,10 @@ class ValueTable(PanelView):
         self.labels = tuple(labels) if labels else self.attributes
         self._rows: list[dict[str, str]] = [row_for(label, None, None) for label in self.labels]
         self._onsets = [Onsets() for _ in self.labels]  # when each row's trouble began
+        #: Per row, the configuration last seen and the one it replaced.
+        self._configs: list[tuple[AttributeInfo | None, AttributeInfo | None]] = [
+            (None, None) for _ in self.labels
+        ]
         self.patches_sent = 0
 
     def build(self) -> LayoutDOM:
@@ -249,7 +254,8 @@ class ValueTable(PanelView):
         self._observe(batch, states)
         patches: dict[str, list[tuple[int, str]]] = {}
         for index, (name, label) in enumerate(zip(self.attributes, self.labels, strict=True)):
-            row = row_for(label, states.get(name), self._last.get(name), self._onsets[index])
+            state = self._in_force(index, states.get(name), self._last.get(name))
+            row = row_for(label, state, self._last.get(name), self._onsets[index])
             old = self._rows[index]
             for key, value in row.items():
                 if old[key] != value:
@@ -260,6 +266,21 @@ class ValueTable(PanelView):
             self.patches_sent += 1
         if self._failure:
             self._refresh_banner()
+
+    def _in_force(
+        self, index: int, state: AttributeState | None, last: Sample | None
+    ) -> AttributeState | None:
+        """``state`` with the configuration ``last`` was taken under: a value sent before a
+        unit or format change is shown as it was meant, until the next value comes."""
+        info = state.info if state is not None else None
+        seen, previous = self._configs[index]
+        if info is not None and info is not seen:
+            previous = seen if seen is not None and seen != info else previous
+            self._configs[index] = (info, previous)
+        since = info.since if info is not None else None
+        if state is None or last is None or previous is None or since is None:
+            return state
+        return dataclasses.replace(state, info=previous) if last.time < since else state
 
     def _refresh_banner(self) -> None:
         """Attribute problems are in the rows; the banner only reports the view's own failure."""

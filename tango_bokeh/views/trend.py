@@ -46,6 +46,7 @@ from bokeh.models import (
     GlyphRenderer,
     HoverTool,
     IndexFilter,
+    Label,
     LayoutDOM,
     Legend,
     LegendItem,
@@ -54,10 +55,11 @@ from bokeh.models import (
     LogAxis,
     LogScale,
     Range1d,
+    Span,
 )
 from bokeh.plotting import figure
 
-from ..tango.sample import Format, Kind, Quality, Sample, format_number
+from ..tango.sample import AttributeInfo, Format, Kind, Quality, Sample, format_number
 from .banner import Level, Problem, attribute_problem, clock
 from .base import AttributeState
 from .palette import QUALITY_BY_CODE, QUALITY_CODES, QUALITY_COLORS, SERIES_COLORS
@@ -87,6 +89,24 @@ return indices
 
 #: Hover text of a quality code (a model per figure: bokeh models belong to one Document).
 _QUALITY_NAME = "return %s[value] ?? String(value)" % [str(q) for q in QUALITY_BY_CODE]
+
+
+def _unsuitable(attribute: str, info: AttributeInfo) -> Problem | None:
+    """Why a trend cannot plot an attribute of this configuration, if it cannot."""
+    if info.format is not Format.SCALAR:
+        return Problem(
+            attribute,
+            Level.ERROR,
+            f"is a {info.format} attribute: a Trend plots scalars "
+            f"(use {'Spectrum' if info.format is Format.SPECTRUM else 'Image'})",
+        )
+    if info.kind not in PLOTTABLE:
+        return Problem(
+            attribute,
+            Level.ERROR,
+            f"is a {info.kind} attribute: a Trend plots numbers and booleans (use ValueTable)",
+        )
+    return None
 
 
 def utc_offset(t: float) -> float:
@@ -144,6 +164,9 @@ class _Series:
     in_gap: bool = False
     undrawn_at: float | None = None  # when a value was last not drawn (epoch s)
     undrawn_rows: int = 0  # marks streamed, a counter
+    info: AttributeInfo | None = None  # the configuration last taken into account
+    retired: bool = False  # the attribute's unit changed: this series takes no more samples
+    unit_change: tuple[str, str, float] | None = None  # old unit, new unit, when (epoch s)
     y_range_name: str = "default"
     rows_streamed: int = 0  # a counter, for tests and curiosity
     losses: int | None = None  # lost + queue_full as last seen (None: not seen yet)
@@ -194,6 +217,7 @@ class Trend(PanelView):
         self._history_points = int(history_points)
         self._history_seconds = float(history_seconds)
         self._series: list[_Series] = []
+        self._changes: dict[str, tuple[Span, Label]] = {}  # where each attribute's unit changed
         self._now = -math.inf  # time of the latest update
         self._sent = np.full((3, len(self.attributes)), np.nan)  # x0, x1, y of the carry segments
 
@@ -353,26 +377,77 @@ class Trend(PanelView):
 
     # -- units and axes ----------------------------------------------------------
 
-    def _learn(self, series: _Series, state: AttributeState | None) -> None:
-        """Take the attribute's configuration into account once it is known."""
-        if series.unit is not None or state is None or state.info is None:
-            return
-        info = state.info
-        series.unit = info.unit or ""
-        if info.format is not Format.SCALAR:
-            series.problem = Problem(
-                series.attribute,
-                Level.ERROR,
-                f"is a {info.format} attribute: a Trend plots scalars "
-                f"(use {'Spectrum' if info.format is Format.SPECTRUM else 'Image'})",
-            )
-        elif info.kind not in PLOTTABLE:
-            series.problem = Problem(
-                series.attribute,
-                Level.ERROR,
-                f"is a {info.kind} attribute: a Trend plots numbers and booleans (use ValueTable)",
-            )
-        self._place(series)
+    def _follow(self, series: _Series, state: AttributeState | None) -> _Series | None:
+        """Take the attribute's configuration into account, first or changed.
+
+        A changed unit never shares a line or an axis with the old one: the series is
+        retired (its points stay, on the old unit's axis) and a series of the new unit
+        takes over (a new one, or the one of that unit retired earlier, after a gap);
+        the change is marked on the plot. Returns that successor, if any.
+        """
+        info = state.info if state is not None else None
+        if info is None or info is series.info:
+            return None
+        first, series.info = series.info is None, info
+        problem = _unsuitable(series.attribute, info)
+        if first:
+            series.unit, series.problem = info.unit or "", problem
+            self._place(series)
+            return None
+        if problem is not None or series.problem is not None:
+            series.problem = problem  # a type that cannot be plotted, or one that now can
+            self._relabel()
+            return None
+        unit = info.unit or ""
+        if unit == series.unit:
+            return None
+        return self._switch_unit(series, unit, info)
+
+    def _switch_unit(self, series: _Series, unit: str, info: AttributeInfo) -> _Series:
+        since = info.since if info.since is not None else self._now
+        series.retired = True
+        successor = next(
+            (s for s in self._series if s.retired and s.attribute == series.attribute
+             and s.unit == unit and s.problem is None),
+            None,
+        )  # fmt: skip
+        if successor is None:
+            successor = self._add_series(series.attribute, series.label, series.color)
+            successor.unit = unit
+            self._place(successor)
+        else:  # back to a unit seen before: its line resumes after a gap
+            successor.retired = False
+            gap_t = max(float(to_display_ms(since)), successor.last_t)
+            gap = {"t": np.asarray([gap_t]), "y": np.asarray([math.nan]),
+                   "q": np.asarray([_INVALID], dtype=np.uint8)}  # fmt: skip
+            successor.source.stream(gap, rollover=self._history_points)
+            successor.last_t, successor.carry, successor.in_gap = gap_t, math.nan, True
+            self._relabel()
+        successor.info, successor.losses = info, series.losses
+        successor.unit_change = (series.unit or "", unit, since)
+        self._legend.visible = True  # two series of one attribute: the legend tells them apart
+        self._mark_change(successor)
+        return successor
+
+    def _mark_change(self, series: _Series) -> None:
+        """A dashed vertical line and a label where the unit changed (one per attribute)."""
+        assert series.unit_change is not None
+        old, new, since = series.unit_change
+        x = float(to_display_ms(since))
+        text = f"unit {old or '(none)'} → {new or '(none)'}"
+        marker = self._changes.get(series.attribute)
+        if marker is None:
+            span = Span(location=x, dimension="height", line_color=series.color,
+                        line_dash="dashed", line_width=1.5)  # fmt: skip
+            label = Label(x=x, y=4, y_units="screen", x_offset=4, text=text,
+                          text_font_size="11px", text_color=series.color,
+                          background_fill_color="#ffffff", background_fill_alpha=0.8)  # fmt: skip
+            self._figure.add_layout(span)
+            self._figure.add_layout(label)
+            self._changes[series.attribute] = (span, label)
+        else:
+            span, label = marker
+            span.location, label.x, label.text = x, x, text
 
     def _place(self, series: _Series) -> None:
         """Put ``series`` on the y axis of its unit, creating the axis if needed."""
@@ -437,10 +512,22 @@ class Trend(PanelView):
         self._observe(batch, states)
         self._now = now
         now_ms = float(to_display_ms(now))
-        for series in self._series:
-            self._learn(series, states.get(series.attribute))
-            self._count_losses(series, states.get(series.attribute), now)
+        for series in list(self._series):
+            if series.retired:
+                continue
+            state = states.get(series.attribute)
             samples = batch.get(series.attribute)
+            successor = self._follow(series, state)
+            if successor is not None:  # the unit changed: samples before the change are old
+                assert successor.unit_change is not None
+                since = successor.unit_change[2]
+                before = [s for s in samples or () if s.time < since]
+                samples = [s for s in samples or () if s.time >= since]
+                if before:
+                    self._apply(series, self._rows(series, before), now_ms)
+                series.carry = math.nan  # a retired series is not carried to "now"
+                series = successor
+            self._count_losses(series, state, now)
             new = self._rows(series, samples) if samples and series.problem is None else None
             self._apply(series, new, now_ms)
         self._carry_to(now_ms)
@@ -462,7 +549,21 @@ class Trend(PanelView):
                     f"(last at {clock(s.dropped_at)})",
                 )
         for s in self._series:
-            if s.attribute in found or s.undrawn_at is None:
+            if s.retired or s.attribute in found or s.unit_change is None:
+                continue
+            old, new, since = s.unit_change
+            if self._now - since > self._history_seconds:
+                continue  # the old unit's points left the window
+            state, last = self._states.get(s.attribute), self._last.get(s.attribute)
+            if attribute_problem(s.attribute, state, last) is None:
+                found[s.attribute] = Problem(
+                    s.attribute,
+                    Level.INFO,
+                    f"unit changed from {old or '(none)'} to {new or '(none)'} at "
+                    f"{clock(since)}: earlier values stay on their own [{old}] axis",
+                )
+        for s in self._series:
+            if s.retired or s.attribute in found or s.undrawn_at is None:
                 continue
             if self._now - s.undrawn_at > DROPPED_NOTICE_SECONDS:
                 continue
