@@ -70,6 +70,8 @@ from .modes import (
     Step,
     checked_poll_period,
     following,
+    looks_again,
+    missing_text,
     next_step,
 )
 from .names import AttributeName
@@ -136,6 +138,9 @@ class AcquisitionConfig:
     #: Share of each device's wall time that our polling reads may take (see tango/polling.py).
     poll_budget: float = DEFAULT_BUDGET
     retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)  # while a device is unreachable
+    #: Seconds between two looks for an attribute its device does not have (yet): dynamic
+    #: attributes appear late, a device restarted with another configuration may add it.
+    missing_retry: float = 10.0
     workers: int = 8
     drain_period: float = 0.025  # seconds between two drains of Tango's event queues
     queue_bytes: int = 32 << 20  # bound of one attribute's event queue (declared sizes)
@@ -144,6 +149,7 @@ class AcquisitionConfig:
     def __post_init__(self) -> None:
         checked_poll_period(self.poll_period)
         _check_seconds("drain_period", self.drain_period, 1.0)
+        _check_seconds("missing_retry", self.missing_retry, 3600.0)
         if not self.retry_delays:
             raise ValueError("retry_delays needs at least one delay")
         for delay in self.retry_delays:
@@ -226,6 +232,7 @@ class Handle:
         self.proxy: Any = None
         self.stopped = False
         self.attempts = 0
+        self.missing = False  # the device has no such attribute (yet): looked for again
 
     @property
     def feed(self) -> Feed | None:
@@ -569,8 +576,15 @@ class Acquisition:
         sample = sample_from_exception(exc)
         if step is Step.FAIL:
             handle.mode = Mode.FAILED
+            again = self.config.missing_retry
+            if looks_again(reason):  # the device answers without it: it may come (dynamic)
+                text = missing_text(handle.name.device, handle.name.attribute, again, text)
             feed.set_mode(Mode.FAILED, text)
-            feed.push(sample)
+            if not handle.missing:  # one error sample, not one per look
+                feed.push(sample._replace(error=text))
+            if looks_again(reason):
+                handle.missing = True
+                self._later(again, lambda: self._submit(self._connect, handle))
             return
         handle.mode = Mode.PENDING
         feed.set_mode(Mode.PENDING, text)

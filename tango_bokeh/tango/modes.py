@@ -84,6 +84,24 @@ def next_step(mode: Mode, reason: str) -> Step:
     return Step.NEXT
 
 
+#: The device answered and has no such attribute now: a dynamic attribute may appear later
+#: (and a typo never will: both are reported, and looked for again now and then).
+MISSING_REASONS = frozenset({"API_AttrNotFound"})
+
+
+def looks_again(reason: str) -> bool:
+    """Whether a failed attribute is looked for again (it may exist later)."""
+    return reason in MISSING_REASONS
+
+
+def missing_text(device: str, attribute: str, every: float, error: str) -> str:
+    """What an operator reads about an attribute its device does not have (yet)."""
+    return (
+        f"{device} has no attribute {attribute!r} (yet): looking for it again every "
+        f"{every:g} s ({error})"
+    )
+
+
 def following(mode: Mode) -> Mode:
     """The mode tried after ``mode`` when :func:`next_step` says ``NEXT``."""
     index = EVENT_CHAIN.index(mode)

@@ -163,6 +163,13 @@ class AutoView(PanelView):
         else:
             self._pending[name] = value
 
+    @property
+    def problem_text(self) -> str:
+        """What the panel shows now: the chosen view's banner once there is one."""
+        return (
+            self.inner.problem_text if isinstance(self.inner, PanelView) else super().problem_text
+        )
+
     def show_problem(self, text: str | None) -> None:
         if self.inner is not None:
             self.inner.show_problem(text)
