@@ -26,6 +26,7 @@ from tango_bokeh.dashboard.auth import ANONYMOUS, Viewer
 from tango_bokeh.dashboard.build import DashboardSession
 from tango_bokeh.dashboard.client import open_page
 from tango_bokeh.dashboard.control import Actuator
+from tango_bokeh.dashboard.guard import UNLIMITED
 from tango_bokeh.dashboard.loader import load, parse
 from tango_bokeh.dashboard.server import DashboardServer, ServeOptions, Serving
 from tango_bokeh.hub import Hub
@@ -60,8 +61,9 @@ def metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def serving(hub: Hub) -> Iterator[Serving]:
     server = DashboardServer([load(DEMO)], hub=hub)
     options = ServeOptions(
-        port=0, unused_session_lifetime=2.0, check_unused_sessions=0.5, health_detail=True
-    )
+        port=0, unused_session_lifetime=2.0, check_unused_sessions=0.5, health_detail=True,
+        limits=UNLIMITED,  # 20 viewers from one address at once, on purpose
+    )  # fmt: skip
     running = Serving(server, options).start_thread()
     try:
         yield running

@@ -35,6 +35,7 @@ Thread contract: everything here runs on the server's loop.
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import logging
 import time
@@ -73,19 +74,40 @@ class Limits:
     max_sessions: int = 500
     max_sessions_per_address: int = 60
     #: New pages an address may open per second, and in one burst.
-    pages_per_second: float = 2.0
-    page_burst: int = 20
+    pages_per_second: float = 0.5
+    page_burst: int = 8
     max_connections_per_session: int = 2
+    #: New pages the whole server builds per second, and in one burst: building a page runs
+    #: on the loop every open page is served from (0.15-0.5 s of CPU for a dashboard), so
+    #: whoever asks, from however many addresses, the viewers already there go first.
+    server_pages_per_second: float = 2.0
+    server_page_burst: int = 20
 
 
 #: No caps (benchmarks that open hundreds of pages from one address on purpose).
-UNLIMITED = Limits(10**9, 10**9, 1e9, 10**9, 10**9)
+UNLIMITED = Limits(10**9, 10**9, 1e9, 10**9, 10**9, 1e9, 10**9)
 
 
 @dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
+class TokenBucket:
+    """``burst`` tokens, refilled at ``rate`` per second; a page costs one."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    stamp: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens, self.stamp = float(self.burst), time.monotonic()
+
+    def ready(self, now: float) -> bool:
+        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return self.tokens >= 1.0
+
+    def take(self) -> None:
+        self.tokens -= 1.0
 
 
 @dataclass
@@ -99,18 +121,34 @@ class GuardStats:
 
 
 class Refusal(RequestHandler):
-    """Answers any request with a status and one line saying why."""
+    """Answers any request with a status and one line saying why.
 
-    def initialize(self, status: int, message: str) -> None:
+    ``retry`` (seconds): a busy server; a browser asking for a page gets a small page
+    that says so and asks again by itself, so that opening many dashboards at once works.
+    """
+
+    def initialize(self, status: int, message: str, retry: int | None = None) -> None:
         self.status = status
         self.message = message
+        self.retry = retry
 
     def prepare(self) -> None:
         self.set_status(self.status)
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        if self.status in (429, 503):
-            self.set_header("Retry-After", "10")
+        if self.retry is not None:
+            self.set_header("Retry-After", str(self.retry))
+        if self.retry is not None and "text/html" in self.request.headers.get("Accept", ""):
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            text = html.escape(self.message)
+            self.finish(
+                "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+                f"<meta http-equiv='refresh' content='{self.retry}'><title>Busy</title></head>"
+                "<body style='font-family:system-ui,sans-serif;padding:24px'>"
+                f"<p>{text}</p><p>This page asks again by itself in {self.retry} s.</p>"
+                "</body></html>"
+            )
+            return
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(self.message + "\n")
 
 
@@ -157,7 +195,10 @@ class GuardedTornado(BokehTornado):
         self._owner_of = owner_of
         self._sessions_of = sessions_of
         self._trusted = trusted_networks(trusted_proxies)
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._server_bucket = TokenBucket(
+            self.limits.server_pages_per_second, self.limits.server_page_burst
+        )
         super().__init__(applications, **kwargs)
         self.add_transform(SecurityHeaders)
 
@@ -210,38 +251,47 @@ class GuardedTornado(BokehTornado):
         limits = self.limits
         if self._sessions_of(None) >= limits.max_sessions:
             return self._refuse(
-                request, "server full", 503, "too many open pages on this server: try later"
-            )
+                request, "server full", 503, "too many open pages on this server: try later",
+                retry=10,
+            )  # fmt: skip
         if self._sessions_of(address) >= limits.max_sessions_per_address:
             return self._refuse(
                 request, "address full", 429,
-                f"too many open pages from {address}: close some first",
+                f"too many open pages from {address}: close some first", retry=10,
             )  # fmt: skip
-        if not self._take_token(address):
-            return self._refuse(request, "page rate", 429, "pages opened too fast: try again")
+        now = time.monotonic()
+        mine = self._bucket(address, now)
+        if not mine.ready(now):
+            return self._refuse(
+                request, "page rate", 429, "pages opened too fast from one address", retry=5
+            )
+        if not self._server_bucket.ready(now):
+            return self._refuse(
+                request, "server busy", 503, "the server is busy opening other pages", retry=3
+            )
+        mine.take()
+        self._server_bucket.take()
         return None
 
-    def _take_token(self, address: str) -> bool:
-        now = time.monotonic()
-        limits = self.limits
+    def _bucket(self, address: str, now: float) -> TokenBucket:
         bucket = self._buckets.get(address)
         if bucket is None:
-            if len(self._buckets) > 10_000:  # forget quiet addresses
-                self._buckets = {
-                    a: b for a, b in self._buckets.items() if b.tokens < limits.page_burst - 1
-                }
-            bucket = self._buckets[address] = _Bucket(float(limits.page_burst), now)
-        bucket.tokens = min(
-            float(limits.page_burst),
-            bucket.tokens + (now - bucket.stamp) * limits.pages_per_second,
-        )
-        bucket.stamp = now
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
+            if len(self._buckets) > 10_000:  # forget addresses whose allowance is full again
+                self._buckets = {a: b for a, b in self._buckets.items() if not _full(b, now)}
+            limits = self.limits
+            bucket = self._buckets[address] = TokenBucket(
+                limits.pages_per_second, limits.page_burst
+            )
+        return bucket
 
-    def _refuse(self, request: HTTPServerRequest, reason: str, status: int, message: str) -> Any:
+    def _refuse(
+        self,
+        request: HTTPServerRequest,
+        reason: str,
+        status: int,
+        message: str,
+        retry: int | None = None,
+    ) -> Any:
         self.guard_stats.count(reason)
         log.warning(
             "refused %s %s from %s: %s",
@@ -251,7 +301,7 @@ class GuardedTornado(BokehTornado):
             message,
         )
         return self.get_handler_delegate(
-            request, Refusal, {"status": status, "message": f"Refused: {message}."}
+            request, Refusal, {"status": status, "message": f"Refused: {message}.", "retry": retry}
         )
 
     def log_request(self, handler: RequestHandler) -> None:
@@ -294,6 +344,10 @@ class GuardedTornado(BokehTornado):
             self.guard_stats.count("connections per session")
             raise ProtocolError("too many connections to one session")
         return super().new_connection(protocol, socket, application_context, session)
+
+
+def _full(bucket: TokenBucket, now: float) -> bool:
+    return bucket.tokens + (now - bucket.stamp) * bucket.rate >= bucket.burst
 
 
 def _in(address: str, networks: Sequence[Any]) -> bool:

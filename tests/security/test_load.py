@@ -215,7 +215,9 @@ async def until(predicate: Callable[[], object], timeout: float) -> bool:
 
 def test_sessions_per_address_are_capped(hub: Hub, tmp_path: Path):
     """Guards ``max_sessions_per_address``: without it the 4th page makes a 4th session."""
-    limits = Limits(max_sessions=MANY, max_sessions_per_address=3, page_burst=MANY)
+    limits = Limits(
+        max_sessions=MANY, max_sessions_per_address=3, page_burst=MANY, server_page_burst=MANY
+    )
     with serve(hub, tmp_path, limits) as serving:
         url = f"{serving.url}/load"
         for _ in range(3):
@@ -237,7 +239,9 @@ def test_sessions_per_address_are_capped(hub: Hub, tmp_path: Path):
 
 def test_sessions_in_total_are_capped(hub: Hub, tmp_path: Path):
     """Guards ``max_sessions``: without it a 4th address makes a 4th session."""
-    limits = Limits(max_sessions=3, max_sessions_per_address=MANY, page_burst=MANY)
+    limits = Limits(
+        max_sessions=3, max_sessions_per_address=MANY, page_burst=MANY, server_page_burst=MANY
+    )
     with serve(hub, tmp_path, limits) as serving:
         url = f"{serving.url}/load"
         for n in range(1, 4):
@@ -264,11 +268,42 @@ def test_pages_per_second_are_capped_after_a_burst(hub: Hub, tmp_path: Path):
         for _ in range(4):
             assert get(url, "10.0.2.1")[0] == 200
         status, body, _ = get(url, "10.0.2.1")
-        assert status == 429 and "pages opened too fast: try again" in body
+        assert status == 429 and "pages opened too fast from one address" in body
         assert get(url, "10.0.2.1")[0] == 429
         assert sessions_made(serving) == 4
         assert get(url, "10.0.2.2")[0] == 200  # a bucket per address
         assert serving.server.guard_stats.refused.get("page rate") == 2
+
+
+def test_pages_the_whole_server_builds_are_capped_and_browsers_retry_by_themselves(
+    hub: Hub, tmp_path: Path
+):
+    """Guards the server-wide bucket: without it twenty addresses get twenty pages built.
+
+    Building a page runs on the loop every open page is served from, so many addresses
+    must not be able to starve the viewers already there.
+    """
+    limits = Limits(
+        max_sessions=MANY, max_sessions_per_address=MANY, pages_per_second=MANY,
+        page_burst=MANY, server_pages_per_second=0.001, server_page_burst=3,
+    )  # fmt: skip
+    with serve(hub, tmp_path, limits) as serving:
+        url = f"{serving.url}/load"
+        for n in range(3):
+            assert get(url, f"10.0.3.{n}")[0] == 200
+        status, body, headers = get(url, "10.0.3.9")
+        assert status == 503 and "the server is busy opening other pages" in body
+        assert headers.get("Retry-After") == "3"
+        request = urllib.request.Request(
+            url, headers={"X-Forwarded-For": "10.0.3.10", "Accept": "text/html"}
+        )
+        try:
+            urllib.request.urlopen(request, timeout=20)
+        except urllib.error.HTTPError as exc:
+            page = exc.read().decode()
+        assert "http-equiv='refresh' content='3'" in page  # a browser asks again by itself
+        assert sessions_made(serving) == 3
+        assert serving.server.guard_stats.refused.get("server busy") == 2
 
 
 # -- (b) forged tokens --------------------------------------------------------------------------
