@@ -18,6 +18,8 @@ from bokeh.client import ClientSession
 from bokeh.client.util import websocket_url_for_server_url
 from bokeh.util.token import get_session_id
 
+from . import pace  # noqa: F401 - defines the pages' PageClock model for the client's document
+
 _TOKEN = re.compile(r'"token":\s*"([A-Za-z0-9_.\-]+)"')
 
 
