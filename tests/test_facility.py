@@ -64,6 +64,8 @@ TABLE = """(title) => {
   return Object.fromEntries(d.label.map((label, i) => [label, d.value[i]]));
 }"""
 ACTIVE_TAB = "() => [...Bokeh.documents[0].all_models].find(m => m.type === 'Tabs').active"
+#: The Tabs' name: how a reloaded page finds the tab it had open, whatever process serves it.
+TABS_NAME = "() => [...Bokeh.documents[0].all_models].find(m => m.type === 'Tabs').name"
 BANNER = """() => { const b = document.getElementById('tango-bokeh-resume');
   return b ? b.textContent : null; }"""
 READY = """() => !!(window.Bokeh && Bokeh.documents.length && Bokeh.documents[0].roots().length)"""
@@ -279,6 +281,7 @@ def test_a_page_resumes_when_its_replica_restarts(facility: Facility, browser):
         page.get_by_text("Motor control", exact=True).click()
         wait_for(lambda: page.evaluate(ACTIVE_TAB) == 1, what="the tab to open")
         wait_for(lambda: _eval(page, NEWEST, "Ring current"), what="ring current data")
+        assert page.evaluate(TABS_NAME) == "panels-3-tabs"  # not bokeh's per-process model id
         loads: list[str] = []
         page.on(
             "response",

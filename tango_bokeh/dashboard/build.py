@@ -319,7 +319,14 @@ class DashboardSession(Session):
                 )
                 for title, panels in panel.content.items()
             ]
-            return Tabs(tabs=tabs, sizing_mode="stretch_width", styles=CARD_STYLE)
+            # A stable name: a page reloading itself (resume.py) finds its open tab by it,
+            # also on another replica or process, where bokeh's model ids differ.
+            return Tabs(
+                tabs=tabs,
+                sizing_mode="stretch_width",
+                styles=CARD_STYLE,
+                name=panel_key((*path, "tabs")),
+            )
         return self._card(path, panel)
 
     def _card(self, path: tuple[str | int, ...], panel: Panel) -> LayoutDOM:
