@@ -1,4 +1,4 @@
-"""Bad weather: a Tango database that goes away and comes back.
+"""Bad weather: device servers that hang, a Tango database that goes away and comes back.
 
 Real processes throughout: the pages keep what they can show, say what they
 cannot, and heal by themselves; nothing is reloaded by hand.
@@ -21,7 +21,7 @@ from tango_bokeh.sim import ControlSystem
 from tango_bokeh.tango.acquisition import Acquisition, AcquisitionConfig
 from tango_bokeh_devices.catalog import catalog
 
-from .conftest import wait_for
+from .conftest import TANGO_TEST_SERVER, wait_for
 
 pytestmark = pytest.mark.tango
 
@@ -33,6 +33,27 @@ def _samples(cursor, seconds: float) -> list:  # type: ignore[no-untyped-def]
         found += cursor.read()
         time.sleep(0.1)
     return found
+
+
+def test_a_hung_device_server_shows_as_errors_and_heals_when_it_resumes(
+    hub: Hub, tango_test: str, control_system: ControlSystem
+):
+    """SIGSTOP: the process is there but answers nothing (a deadlocked server)."""
+    cursor = hub.subscribe(f"{tango_test}/double_scalar")
+    wait_for(lambda: any(s.ok for s in cursor.read()), what="a first value")
+    control_system.signal_named(TANGO_TEST_SERVER, signal.SIGSTOP)
+    try:
+        hung = time.time()
+        errors: list = []
+        wait_for(lambda: errors.extend(s for s in cursor.read() if not s.ok) or errors,
+                 timeout=30, what="the hang to show as an error")  # fmt: skip
+        shown_after = time.time() - hung
+    finally:
+        control_system.signal_named(TANGO_TEST_SERVER, signal.SIGCONT)
+    resumed = time.time()
+    wait_for(lambda: any(s.ok and s.time > resumed for s in cursor.read()), timeout=30,
+             what="values once the server resumes")  # fmt: skip
+    assert shown_after < 30 and "timedout" in " ".join(str(e.error) for e in errors).lower()
 
 
 @pytest.fixture

@@ -761,6 +761,16 @@ class Acquisition:
         with self._lock:
             if now < poll.resume_at:
                 return
+            down = poll.downs > 0
+        if down:  # it did not answer last time: a ping says whether it is back
+            answers = self._answers(poll)
+            with self._lock:
+                if not answers:
+                    poll.resume_at = time.monotonic() + self._retry_delay(poll.downs)
+                    poll.downs += 1
+                    return
+                poll.downs = 0
+        with self._lock:
             new = [p for p in poll.attrs.values() if not p.probed]
             batch = [p for p in poll.attrs.values() if p.probed and not p.alone]
             alone = [p for p in poll.attrs.values() if p.alone and p.due <= now]
@@ -898,6 +908,10 @@ class Acquisition:
                 poll.timeouts = 0  # the device answered: nothing of ours is left in it
         return result, elapsed, clean
 
+    def _retry_delay(self, downs: int) -> float:
+        delays = self.config.retry_delays
+        return delays[min(downs, len(delays) - 1)]
+
     def _answers(self, poll: _DevicePoll) -> bool:
         """Whether the device answers a ping: it does while a slow read holds it, not when its
         server hangs."""
@@ -929,9 +943,11 @@ class Acquisition:
             self._log_limited(f"read {poll.key}", "%s", text, exc=exc)
             sample = Sample(time.time(), None, Quality.INVALID, text)
         with self._lock:
-            requested = min((p.requested for p in poll.attrs.values()), default=1.0)
-            pause = max(requested, min(MAX_POLL_PERIOD, elapsed / self.config.poll_budget))
-            poll.resume_at = time.monotonic() + pause
+            # Nothing is read from it until it answers a ping again (tried at the retry
+            # delays, see _poll_round): a device that is down is not harmed by our reads
+            # but must be seen again within seconds of coming back.
+            poll.resume_at = time.monotonic() + self._retry_delay(poll.downs)
+            poll.downs += 1
             if self._failure(exc) is Failure.TIMEOUT:
                 poll.timeouts += 1  # a hung server may run it when it wakes
         for polled in polled_list:
@@ -1046,4 +1062,5 @@ class _DevicePoll:
         self.batch_due = 0.0
         self.resume_at = 0.0  # no read before this (the device did not answer, or is busy)
         self.timeouts = 0  # our reads in a row that timed out (the device may still run them)
+        self.downs = 0  # rounds in a row the device did not answer (retried by ping)
         self.load = 0.0  # planned share of the device's time taken by our reads
