@@ -23,16 +23,13 @@ from bokeh.models import Column, Div, LayoutDOM, Row, TabPanel, Tabs
 from ..hub import Hub
 from ..session import Session
 from ..tango.sample import Sample
-from ..views.image import Image
-from ..views.spectrum import Spectrum
-from ..views.table import ValueTable
-from ..views.trend import Trend
+from ..views.kinds import kinds
 from . import resume
 from .auth import ANONYMOUS, Viewer, login_link
 from .control import Actuator, Controls
 from .loader import DashboardFile, format_path
 from .pace import Pace
-from .schema import Panel
+from .schema import VIEW_KINDS, Panel
 
 log = logging.getLogger(__name__)
 
@@ -69,38 +66,7 @@ _BOKEH_ARGUMENTS = ("bokeh-",)
 
 def make_view(kind: str, spec: Any, qualify: Callable[[str], str]) -> Any:
     """The view object for one panel of the file (names qualified with the file's host)."""
-    height = {"height": spec.height} if getattr(spec, "height", None) else {}
-    if kind == "trend":
-        return Trend(
-            [qualify(a) for a in spec.attributes],
-            title=spec.title,
-            history_points=spec.points,
-            history_seconds=spec.history,
-            log_y=spec.log_y,
-            y_range=spec.y_range,
-            labels=spec.labels,
-            colors=spec.colors,
-            **height,
-        )
-    if kind == "spectrum":
-        return Spectrum(
-            qualify(spec.attribute),
-            x_attribute=qualify(spec.x_attribute) if spec.x_attribute else None,
-            persistence=spec.persistence,
-            y_range=spec.y_range,
-            log_y=spec.log_y,
-            title=spec.title,
-            **height,
-        )
-    if kind == "image":
-        return Image(
-            qualify(spec.attribute),
-            palette=spec.palette,
-            range=spec.range,
-            max_display=spec.max_display,
-            title=spec.title,
-        )
-    return ValueTable([qualify(a) for a in spec.attributes], labels=spec.labels, title=spec.title)
+    return kinds()[kind].build(spec, qualify)
 
 
 class DashboardSession(Session):
@@ -143,7 +109,7 @@ class DashboardSession(Session):
         model = self.dashboard.model
         default_poll = model.poll_period
         for path, panel in model.walk():
-            if panel.kind not in ("trend", "spectrum", "image", "table"):
+            if panel.kind not in VIEW_KINDS:
                 continue
             spec = panel.content
             try:

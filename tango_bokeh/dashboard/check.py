@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ..tango.names import parse_name
+from ..tango.sample import Format
+from ..views.kinds import NUMBERS, kinds
 from .loader import DashboardError, DashboardFile, Problem, load_all
 from .schema import Reference
 
@@ -34,27 +36,6 @@ _UNDEFINED = {
     "DB_AliasNotDefined",
     "API_WrongDeviceNameSyntax",
 }
-_NUMERIC = {
-    "DevBoolean",
-    "DevShort",
-    "DevLong",
-    "DevLong64",
-    "DevFloat",
-    "DevDouble",
-    "DevUShort",
-    "DevULong",
-    "DevULong64",
-    "DevUChar",
-    "DevEnum",
-}
-_FORMAT_OF_ROLE = {
-    "trend": "SCALAR",
-    "table": "SCALAR",
-    "write": "SCALAR",
-    "spectrum": "SPECTRUM",
-    "image": "IMAGE",
-}
-_SUGGEST_FOR_FORMAT = {"SCALAR": "a trend or table", "SPECTRUM": "a spectrum", "IMAGE": "an image"}
 
 
 class CheckUnavailable(RuntimeError):
@@ -175,27 +156,42 @@ def _a(word: str) -> str:
 
 
 def _shape_problem(ref: Reference, info: Any) -> str | None:
+    """Why the panel that names ``ref`` cannot show this attribute (the registry of view
+    kinds says what each shows), or None."""
     import tango
 
-    data_format = str(info.data_format).rsplit(".", 1)[-1]
+    from ..tango.convert import format_of, kind_of
+    from ..tango.sample import AttributeInfo
+
+    data_format = format_of(info.data_format)
     data_type = str(tango.CmdArgType.values[info.data_type]).rsplit(".", 1)[-1]
-    wanted = _FORMAT_OF_ROLE.get(ref.role)
-    if wanted and data_format != wanted:
-        panel = (
-            "only scalars can be written"
-            if ref.role == "write"
-            else (f"{_a(ref.role)} panel needs {_a(wanted.lower())} attribute")
-        )
-        return (
-            f"{ref.name!r} is {_a(data_format.lower())} attribute: {panel} "
-            f"(show it in {_SUGGEST_FOR_FORMAT.get(data_format, 'a table')})"
-        )
-    if ref.role in ("trend", "spectrum", "image") and data_type not in _NUMERIC:
-        hint = "use a table" if ref.role == "trend" else "no panel plots text"
-        return f"{ref.name!r} is a {data_type} attribute: {_a(ref.role)} needs numbers ({hint})"
-    if ref.role == "write" and info.writable == tango.AttrWriteType.READ:
-        return f"{ref.name!r} is read-only: it cannot be written"
-    return None
+    shape = AttributeInfo(ref.name, format=data_format, kind=kind_of(info.data_type)[0])
+    if ref.role == "write":
+        if data_format is not Format.SCALAR:
+            return (f"{ref.name!r} is {_a(data_format)} attribute: only scalars can be written "
+                    f"(show it in {_shown_in(shape)})")  # fmt: skip
+        if info.writable == tango.AttrWriteType.READ:
+            return f"{ref.name!r} is read-only: it cannot be written"
+        return None
+    kind = kinds().get(ref.role)
+    if kind is None or kind.accepts(shape):
+        return None
+    if data_format not in kind.formats:
+        wanted = " or ".join(sorted(kind.formats))
+        return (f"{ref.name!r} is {_a(data_format)} attribute: {_a(ref.role)} panel needs "
+                f"{_a(wanted)} attribute (show it in {_shown_in(shape)})")  # fmt: skip
+    needs = "numbers" if kind.kinds <= NUMBERS else f"values of kind {', '.join(kind.kinds)}"
+    advice = _shown_in(shape, "use")
+    return f"{ref.name!r} is a {data_type} attribute: {_a(ref.role)} needs {needs} ({advice})"
+
+
+def _shown_in(shape: Any, verb: str = "") -> str:
+    """Which panels can show an attribute of this shape: ``a trend or a table``."""
+    able = [name for name, kind in kinds().items() if kind.accepts(shape)]
+    if not able:
+        return "no panel shows it"
+    text = " or ".join(_a(name) for name in able)
+    return f"{verb} {text}" if verb else text
 
 
 def check_files(files: Sequence[DashboardFile], timeout: float = 3.0) -> list[Problem]:

@@ -10,99 +10,43 @@ is checked separately, by :mod:`tango_bokeh.dashboard.check`.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from ..tango.modes import MAX_POLL_PERIOD, MIN_POLL_PERIOD
 from ..tango.names import InvalidName, parse_name
+from ..views.kinds import ViewKind, kinds
+from ..views.options import (  # noqa: F401 - parse_duration and the bounds are this module's API too
+    HISTORY_BOUNDS,
+    MAX_DESCRIPTION,
+    MAX_NAME,
+    MAX_TITLE,
+    POLL_PERIOD_BOUNDS,
+    REFRESH_BOUNDS,
+    AttributeRef,
+    PollPeriod,
+    Refresh,
+    Strict,
+    Title,
+    parse_duration,
+)
 
-#: Keys naming a panel; exactly one per list entry.
-VIEW_KINDS = ("trend", "spectrum", "image", "table")
+#: Keys naming a panel; exactly one per list entry. View kinds come from the registry.
+VIEW_KINDS: tuple[str, ...] = tuple(kinds())
 CONTAINER_KINDS = ("row", "column", "tabs")
 PANEL_KINDS = VIEW_KINDS + CONTAINER_KINDS
-
-_DURATION = re.compile(
-    r"^\s*(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?)\s*"
-    r"(?P<unit>ms|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hour|hours|d|day|days)?"
-    r"\s*$"
-)
-_UNIT_SECONDS = {
-    None: 1.0, "ms": 1e-3, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
-    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
-    "h": 3600.0, "hour": 3600.0, "hours": 3600.0, "d": 86400.0, "day": 86400.0, "days": 86400.0,
-}  # fmt: skip
-_DURATION_HINT = "write e.g. 30, '30 s', '10 min' or '2 h'"
-
-
-def parse_duration(value: Any) -> Any:
-    """``600``, ``"600 s"``, ``"10 min"``, ``"1.5 h"``, ``"250 ms"`` -> seconds (a finite float)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30, '30 s', '10 min' or '2 h'")
-    seconds = None
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value.lower())
-        if match:
-            seconds = float(match.group("number")) * _UNIT_SECONDS[match.group("unit")]
-    if seconds is None:
-        raise ValueError(f"{value!r} is not a duration: {_DURATION_HINT}")
-    if not math.isfinite(seconds):  # YAML's .inf and .nan, or '1e400 s'
-        shown = value if isinstance(value, str) else seconds
-        raise ValueError(f"{shown!r} is not a finite duration: {_DURATION_HINT}")
-    return seconds
-
-
-#: (minimum, maximum) in seconds of each duration key; docs/dashboards.md states them.
-REFRESH_BOUNDS = (0.1, 60.0)  # page updates: faster loads the browser, slower is not live
-POLL_PERIOD_BOUNDS = (MIN_POLL_PERIOD, MAX_POLL_PERIOD)  # the acquisition's own rule
-HISTORY_BOUNDS = (1.0, 7 * 86400.0)  # a trend's window (its points are bounded apart)
-
-
-def _spoken(seconds: float) -> str:
-    """A bound as the documentation writes it: ``0.1 s``, ``1 min``, ``1 h``, ``7 days``."""
-    for size, one, many in ((86400.0, "day", "days"), (3600.0, "h", "h"), (60.0, "min", "min")):
-        if seconds >= size and seconds % size == 0:
-            count = seconds / size
-            return f"{count:g} {one if count == 1 else many}"
-    return f"{seconds:g} s"
-
-
-def _within(low: float, high: float) -> Callable[[float], float]:
-    """Validator: a duration between ``low`` and ``high`` seconds (both allowed)."""
-
-    def check(value: float) -> float:
-        if value < low:
-            raise ValueError(f"must be at least {_spoken(low)}, got {value:g} s")
-        if value > high:
-            raise ValueError(f"must be at most {_spoken(high)}, got {value:g} s")
-        return value
-
-    return check
-
-
-def _attribute_name(value: str) -> str:
-    try:
-        parse_name(value)
-    except InvalidName as exc:
-        raise ValueError(str(exc)) from None
-    return value.strip()
 
 
 def _command_name(value: str) -> str:
@@ -115,50 +59,7 @@ def _command_name(value: str) -> str:
     return value.strip()
 
 
-def _color(value: str) -> str:
-    from bokeh.core.property.color import Color
-
-    if not Color().is_valid(value):
-        raise ValueError(f"{value!r} is not a colour: use a CSS name (e.g. 'crimson') or '#rrggbb'")
-    return value
-
-
-def _palette(value: str) -> str:
-    from bokeh import palettes
-
-    if value not in palettes.__palettes__:
-        close = [p for p in palettes.__palettes__ if p.lower().startswith(value.lower()[:4])]
-        hint = f" (e.g. {', '.join(close[-3:])})" if close else " (e.g. Viridis256, Greys256)"
-        raise ValueError(f"{value!r} is not a bokeh palette name{hint}")
-    return value
-
-
-#: Longest texts a file may give (docs/dashboards.md, "Limits"): a title is one line,
-#: a description a paragraph, a Tango name at most a few hundred characters.
-MAX_TITLE = 200
-MAX_DESCRIPTION = 4000
-MAX_NAME = 512
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Refresh = Annotated[Duration, AfterValidator(_within(*REFRESH_BOUNDS))]
-PollPeriod = Annotated[Duration, AfterValidator(_within(*POLL_PERIOD_BOUNDS))]
-History = Annotated[Duration, AfterValidator(_within(*HISTORY_BOUNDS))]
-AttributeRef = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_attribute_name)]
 CommandRef = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_command_name)]
-Title = Annotated[str, Field(max_length=MAX_TITLE)]
-ColorName = Annotated[str, AfterValidator(_color)]
-Range = tuple[float, float]
-
-
-def _ordered(value: Range | None) -> Range | None:
-    if value is not None and not (math.isfinite(value[0]) and math.isfinite(value[1])):
-        raise ValueError(f"bounds must be finite numbers, got [{value[0]}, {value[1]}]")
-    if value is not None and not value[0] < value[1]:
-        raise ValueError(f"the first bound must be below the second, got [{value[0]}, {value[1]}]")
-    return value
-
-
-OrderedRange = Annotated[Range, AfterValidator(_ordered)]
 
 
 def _write_kind(value: Any) -> str | None:
@@ -175,12 +76,6 @@ WriteSetting = Annotated[
         custom_error_message="expected true, false or a list of this panel's attributes",
     ),
 ]
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors; models are immutable once loaded."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
 class Command(Strict):
@@ -213,24 +108,11 @@ class PanelBase(Strict):
     poll_period: PollPeriod | None = None  # client polling of attributes without events
     commands: list[CommandEntry] = Field(default_factory=list)
 
-    def attribute_refs(self) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
-        """``(path below the panel, attribute, role)`` for every attribute the panel reads."""
-        return iter(())
 
+class Writable(Strict):
+    """Writing from a panel of several attributes: ``true`` (every writable one) or a list."""
 
-class _Labelled(PanelBase):
-    attributes: list[AttributeRef] = Field(min_length=1)
-    labels: list[Title] | None = None
-    # Writing: ``true`` for every writable attribute of the panel, or a list of them.
     write: WriteSetting = False
-
-    @field_validator("labels")
-    @classmethod
-    def _one_label_each(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        attributes = info.data.get("attributes")
-        if value is not None and attributes is not None and len(value) != len(attributes):
-            raise ValueError(f"{len(value)} label(s) for {len(attributes)} attribute(s)")
-        return value
 
     @field_validator("write")
     @classmethod
@@ -246,82 +128,33 @@ class _Labelled(PanelBase):
     @property
     def writable(self) -> list[str]:
         """The attributes offered for writing (those the file enables)."""
-        if self.write is True:
-            return list(self.attributes)
-        return list(self.write) if isinstance(self.write, list) else []
+        write = self.write
+        if write is True:
+            return list(getattr(self, "attributes", []))
+        return list(write) if isinstance(write, list) else []
 
 
-class Trend(_Labelled):
-    """Numeric or boolean scalars against time, one line each."""
-
-    height: int | None = Field(default=None, ge=100, le=2000)
-    colors: list[ColorName] | None = None
-    history: History = 600.0  # time window kept and shown
-    points: int = Field(default=10_000, ge=10, le=1_000_000)  # at most this many per line
-    log_y: bool = False
-    y_range: OrderedRange | None = None
-
-    @field_validator("colors")
-    @classmethod
-    def _one_colour_each(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        attributes = info.data.get("attributes")
-        if value is not None and attributes is not None and len(value) != len(attributes):
-            raise ValueError(f"{len(value)} colour(s) for {len(attributes)} attribute(s)")
-        return value
-
-    def attribute_refs(self) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
-        for i, name in enumerate(self.attributes):
-            yield ("attributes", i), name, "trend"
+def panel_model(kind: ViewKind) -> type[PanelBase]:
+    """The model of a ``<kind>:`` panel: the kind's own options plus title, polling, commands
+    (and ``write`` for kinds of several attributes)."""
+    several = "attributes" in kind.options.model_fields
+    # Fields come in the order: the kind's options, the page keys, then ``write`` (it is
+    # checked against the attributes already read).
+    bases = (Writable, PanelBase, kind.options) if several else (PanelBase, kind.options)
+    model = create_model(
+        f"{kind.name.title()}Panel", __base__=bases, __module__=__name__,
+        __doc__=kind.options.__doc__,
+    )  # fmt: skip
+    return model
 
 
-class Table(_Labelled):
-    """Label, value, unit, quality and state colours, time, acquisition mode, last error."""
-
-    def attribute_refs(self) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
-        for i, name in enumerate(self.attributes):
-            yield ("attributes", i), name, "table"
+#: The panel model of each view kind, by its key.
+VIEW_PANELS: dict[str, type[PanelBase]] = {name: panel_model(k) for name, k in kinds().items()}
 
 
-class Spectrum(PanelBase):
-    """A 1-D attribute as a line, optionally against another attribute, with persistence."""
-
-    attribute: AttributeRef
-    x_attribute: AttributeRef | None = None
-    height: int | None = Field(default=None, ge=100, le=2000)
-    persistence: int = Field(default=0, ge=0, le=50)  # earlier frames kept, fading
-    log_y: bool = False
-    y_range: OrderedRange | None = None
-
-    def attribute_refs(self) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
-        yield ("attribute",), self.attribute, "spectrum"
-        if self.x_attribute:
-            yield ("x_attribute",), self.x_attribute, "spectrum"
-
-
-class Image(PanelBase):
-    """A 2-D attribute, colour-mapped, decimated to ``max_display`` before sending."""
-
-    attribute: AttributeRef
-    palette: Annotated[str, AfterValidator(_palette)] = "Viridis256"
-    range: OrderedRange | None = None  # colour-map bounds; automatic when absent
-    max_display: tuple[
-        Annotated[int, Field(ge=16, le=4096)], Annotated[int, Field(ge=16, le=4096)]
-    ] = (
-        400,
-        400,
-    )
-
-    def attribute_refs(self) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
-        yield ("attribute",), self.attribute, "image"
-
-
-class Panel(Strict):
+class _Panel(Strict):
     """One entry of a panel list: exactly one of the keys below."""
 
-    trend: Trend | None = None
-    spectrum: Spectrum | None = None
-    image: Image | None = None
-    table: Table | None = None
     row: list[Panel] | None = None
     column: list[Panel] | None = None
     tabs: dict[Title, list[Panel]] | None = None
@@ -337,7 +170,7 @@ class Panel(Strict):
         return value
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> Panel:
+    def _exactly_one(self) -> Any:
         given = [kind for kind in PANEL_KINDS if getattr(self, kind) is not None]
         if not given:
             raise ValueError(f"empty panel: give one of {', '.join(PANEL_KINDS)}")
@@ -372,6 +205,17 @@ class Panel(Strict):
                 if not panels:
                     raise ValueError(f"tab {title!r} has no panel")
         return value
+
+
+#: One entry of a panel list: exactly one of the view kinds' keys, or a container.
+Panel = create_model(
+    "Panel",
+    __base__=_Panel,
+    __module__=__name__,
+    __doc__=_Panel.__doc__,
+    **{name: (model | None, None) for name, model in VIEW_PANELS.items()},  # type: ignore[call-overload]
+)
+Panel.model_rebuild()
 
 
 class Dashboard(Strict):
@@ -410,8 +254,8 @@ class Dashboard(Strict):
                 continue
             view = panel.content
             base = (*path, panel.kind)
-            for sub, name, role in view.attribute_refs():
-                refs.append(Reference((*base, *sub), self.qualify(name), role))
+            for sub, name in view.attribute_refs():
+                refs.append(Reference((*base, *sub), self.qualify(name), panel.kind))
             write = getattr(view, "write", False)
             if isinstance(write, list):  # (``true`` offers the writable ones: nothing to check)
                 for i, name in enumerate(write):

@@ -51,6 +51,7 @@ from .keys import derive
 from .loader import DashboardFile
 from .metrics import SecurityCollector, hub_closed, make_registry
 from .resume import ALIVE_PATH
+from .schema import VIEW_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -380,8 +381,7 @@ class IndexHandler(RequestHandler):
         cards = []
         for d in self.server.dashboards:
             model = d.model
-            panels = sum(1 for _, p in model.walk() if p.content is not None and p.kind in
-                         ("trend", "spectrum", "image", "table"))  # fmt: skip
+            panels = sum(1 for _, p in model.walk() if p.kind in VIEW_KINDS)
             attributes = len(model.attributes())
             description = f"<p>{html.escape(model.description)}</p>" if model.description else ""
             cards.append(

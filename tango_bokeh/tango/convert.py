@@ -64,24 +64,32 @@ def error_text(errors: Sequence[Any]) -> tuple[str, str]:
     return reason, f"{reason}: {desc}"
 
 
+def kind_of(dtype: Any) -> tuple[Kind, str]:
+    """The kind of value and the numpy dtype of a Tango data type (``CmdArgType``)."""
+    if dtype == tango.CmdArgType.DevState:
+        return Kind.STATE, "object"
+    if dtype == tango.CmdArgType.DevEnum:
+        return Kind.ENUM, "int16"
+    if dtype == tango.CmdArgType.DevBoolean:
+        return Kind.BOOL, "bool"
+    if dtype == tango.CmdArgType.DevString:
+        return Kind.STRING, "object"
+    if dtype == tango.CmdArgType.DevEncoded:
+        return Kind.ENCODED, "object"
+    if dtype in _NUMERIC_DTYPES:
+        return Kind.NUMBER, _NUMERIC_DTYPES[dtype]
+    return Kind.OTHER, "object"
+
+
+def format_of(data_format: Any) -> Format:
+    """Our :class:`Format` of a Tango ``AttrDataFormat``."""
+    return _FORMAT.get(data_format, Format.SCALAR)
+
+
 def info_from_config(config: Any) -> AttributeInfo:
     """Build :class:`AttributeInfo` from an ``AttributeInfoEx``."""
-    dtype = config.data_type
     labels = tuple(getattr(config, "enum_labels", ()) or ())
-    if dtype == tango.CmdArgType.DevState:
-        kind, np_dtype = Kind.STATE, "object"
-    elif dtype == tango.CmdArgType.DevEnum:
-        kind, np_dtype = Kind.ENUM, "int16"
-    elif dtype == tango.CmdArgType.DevBoolean:
-        kind, np_dtype = Kind.BOOL, "bool"
-    elif dtype == tango.CmdArgType.DevString:
-        kind, np_dtype = Kind.STRING, "object"
-    elif dtype == tango.CmdArgType.DevEncoded:
-        kind, np_dtype = Kind.ENCODED, "object"
-    elif dtype in _NUMERIC_DTYPES:
-        kind, np_dtype = Kind.NUMBER, _NUMERIC_DTYPES[dtype]
-    else:
-        kind, np_dtype = Kind.OTHER, "object"
+    kind, np_dtype = kind_of(config.data_type)
     alarms = config.alarms
     unit = config.unit if config.unit not in ("No unit", "") else ""
     fmt = config.format if config.format not in ("Not specified",) else ""

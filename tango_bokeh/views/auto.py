@@ -22,27 +22,26 @@ from ..tango.modes import Mode
 from ..tango.sample import AttributeInfo, Format, Kind, Sample
 from .banner import Level, Problem
 from .base import AttributeState, View
-from .image import Image
+from .kinds import kinds
 from .panel import PanelView
-from .spectrum import Spectrum
 from .style import PANEL_STYLES
 from .table import ValueTable
-from .trend import Trend
 
-_VIEW_CLASSES: tuple[type[View], ...] = (Trend, ValueTable, Spectrum, Image)
+
+def _view_classes() -> list[type[View]]:
+    return [kind.view for kind in kinds().values()]
 
 
 def view_class(info: AttributeInfo) -> type[View] | None:
-    """The view for an attribute of this format and type (None: not displayable)."""
-    if info.format is Format.SCALAR:
-        if info.kind in (Kind.NUMBER, Kind.BOOL):
-            return Trend
-        if info.kind in (Kind.STRING, Kind.ENUM, Kind.STATE, Kind.ENCODED):
-            return ValueTable
-        return None
-    if info.kind not in (Kind.NUMBER, Kind.BOOL):
-        return ValueTable if info.format is Format.SPECTRUM and info.kind is Kind.STRING else None
-    return Spectrum if info.format is Format.SPECTRUM else Image
+    """The view for an attribute of this format and type (None: not displayable).
+
+    The kind of lowest ``auto`` rank that accepts it (see :mod:`.kinds`); a spectrum of
+    strings is shown as a table of its items.
+    """
+    if info.format is Format.SPECTRUM and info.kind is Kind.STRING:
+        return ValueTable
+    able = [k for k in kinds().values() if k.auto is not None and k.accepts(info)]
+    return min(able, key=lambda k: k.auto or 0).view if able else None
 
 
 def _accepted(cls: type[View], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -51,7 +50,7 @@ def _accepted(cls: type[View], options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_options(options: Mapping[str, Any]) -> None:
-    known = set().union(*(inspect.signature(c.__init__).parameters for c in _VIEW_CLASSES))
+    known = set().union(*(inspect.signature(c.__init__).parameters for c in _view_classes()))
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"no view takes the option(s) {', '.join(unknown)}")
