@@ -18,7 +18,7 @@ import tango
 from tango_bokeh.dashboard.auth import add_user
 from tango_bokeh.sim import ControlSystem
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from .browser import HAVE_CHROMIUM, chromium
 from .conftest import wait_for
 from .served import Served
 
@@ -67,14 +67,8 @@ def served(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

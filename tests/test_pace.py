@@ -18,7 +18,7 @@ from tango_bokeh.dashboard.loader import parse
 from tango_bokeh.dashboard.server import DashboardServer, ServeOptions, Serving
 from tango_bokeh.hub import Hub
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from .browser import HAVE_CHROMIUM, chromium
 from .conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.tango]
@@ -47,14 +47,8 @@ LAG_NOTE = """() => { const n = document.getElementById('tango-bokeh-lag');
 
 @pytest.fixture
 def page() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium.new_page(viewport={"width": 1400, "height": 900})
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1400, "height": 900})
 
 
 def test_a_busy_page_is_paced_and_says_it_is_late(hub: Hub, page):

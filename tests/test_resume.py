@@ -17,7 +17,7 @@ import pytest
 
 from tango_bokeh.sim import ControlSystem
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from .browser import HAVE_CHROMIUM, chromium
 from .conftest import wait_for
 from .served import Served, free_port
 
@@ -44,14 +44,8 @@ BANNER = """() => { const b = document.getElementById('tango-bokeh-resume');
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _eval(page, script: str):  # type: ignore[no-untyped-def]

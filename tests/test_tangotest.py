@@ -23,6 +23,7 @@ from tango_bokeh.hub import Hub
 from tango_bokeh.sim import ControlSystem
 from tango_bokeh.tango.modes import Mode
 
+from .browser import chromium
 from .conftest import TANGO_TEST, TANGO_TEST_SERVER, wait_for
 
 pytestmark = pytest.mark.tango
@@ -160,46 +161,36 @@ def test_a_dashboard_in_error_lays_out_no_more_than_a_healthy_one(
     hub: Hub, tango_test: str, control_system: ControlSystem
 ):
     """With its device down, a full dashboard must not saturate the browser with re-layouts."""
-    from playwright.sync_api import sync_playwright
-
-    from .browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
-
-    if not HAVE_CHROMIUM:  # pragma: no cover - .ci/run installs it
-        pytest.skip("needs Chromium")
     dashboard = parse(OUTAGE, "outage.yaml")
     running = Serving(DashboardServer([dashboard], hub=hub), ServeOptions(port=0)).start_thread()
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1600, "height": 1200})
-                cdp = page.context.new_cdp_session(page)
-                cdp.send("Performance.enable")
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Performance.enable")
 
-                def layouts() -> float:
-                    metrics = cdp.send("Performance.getMetrics")["metrics"]
-                    return next(m["value"] for m in metrics if m["name"] == "LayoutCount")
+            def layouts() -> float:
+                metrics = cdp.send("Performance.getMetrics")["metrics"]
+                return next(m["value"] for m in metrics if m["name"] == "LayoutCount")
 
-                def rate(seconds: float = 12.0) -> float:
-                    before = layouts()
-                    time.sleep(seconds)
-                    return (layouts() - before) / seconds
+            def rate(seconds: float = 12.0) -> float:
+                before = layouts()
+                time.sleep(seconds)
+                return (layouts() - before) / seconds
 
-                page.goto(f"{running.url}/outage")
-                page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0",
-                                       timeout=30_000)  # fmt: skip
-                time.sleep(5)  # every panel has data
-                healthy = rate()
-                control_system.stop_named(TANGO_TEST_SERVER, signal.SIGKILL)
-                (session,) = running.server.sessions()
-                wait_for(lambda: "since" in session.views[0].problem_text, timeout=30,
-                         what="the outage on the page")  # fmt: skip
-                time.sleep(3)
-                broken = rate()
-                print(f"layouts per second: healthy {healthy:.1f}, device down {broken:.1f}")
-                assert broken <= 2 * max(healthy, 1.0), (broken, healthy)
-            finally:
-                browser.close()
+            page.goto(f"{running.url}/outage")
+            page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0",
+                                   timeout=30_000)  # fmt: skip
+            time.sleep(5)  # every panel has data
+            healthy = rate()
+            control_system.stop_named(TANGO_TEST_SERVER, signal.SIGKILL)
+            (session,) = running.server.sessions()
+            wait_for(lambda: "since" in session.views[0].problem_text, timeout=30,
+                     what="the outage on the page")  # fmt: skip
+            time.sleep(3)
+            broken = rate()
+            print(f"layouts per second: healthy {healthy:.1f}, device down {broken:.1f}")
+            assert broken <= 2 * max(healthy, 1.0), (broken, healthy)
     finally:
         running.join()
         if TANGO_TEST_SERVER not in control_system._servers:

@@ -31,7 +31,7 @@ from tornado.websocket import websocket_connect
 from tango_bokeh.dashboard.auth import add_user
 from tango_bokeh.sim import ControlSystem
 
-from ..browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from ..browser import chromium
 from ..conftest import wait_for
 from ..served import Served
 
@@ -285,16 +285,8 @@ def test_password_guessing_is_throttled_and_visible(served: Served):
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not HAVE_CHROMIUM:  # pragma: no cover - .ci/run installs it
-        pytest.skip("needs Chromium (/usr/bin/chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _open(page, url: str) -> None:
