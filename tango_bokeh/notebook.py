@@ -2,27 +2,32 @@
 
 This is the study's private ``BokehServer`` singleton, made complete:
 
-* :class:`NotebookServer` is one bokeh server per kernel, started lazily on the
-  kernel's own loop and bound to loopback. It serves one application whose
+* :class:`NotebookServer` is one bokeh server per kernel, started lazily on a
+  loop thread of its own and bound to loopback. It serves one application whose
   documents are :class:`~tango_bokeh.session.Session` objects.
 * :func:`show_session` (what :meth:`Session.open` calls) publishes a cell output
   the way :func:`bokeh.io.notebook.show_app` does (``application/vnd.bokehjs_exec.v0+json``
-  with ``{"server_id": ...}`` metadata). The output's page asks the server for a
-  document bound to *that* session with a single-use, expiring token; an unknown,
-  used or expired token gets a notice instead of a session.
+  with ``{"server_id": ...}`` metadata). The output's page trades a single-use,
+  expiring token for a bokeh session bound to *that* session (an unknown, used
+  or expired token gets a notice instead), embeds it with BokehJS's client and
+  frees it when the server closes it or the output leaves the page.
 * Each output registers a small :class:`Output` handle in bokeh's
   ``curstate().uuid_to_server``. JupyterLab and Notebook 7 (``jupyter_bokeh``)
-  call ``bokeh.io.notebook.destroy_server(server_id)`` when the output is cleared,
-  replaced by a re-run or closed with its notebook: the handle closes our session
-  (and so its Tango subscriptions) and retires its bokeh server sessions, while
-  the one server keeps serving every other cell.
+  call ``bokeh.io.notebook.destroy_server(server_id)`` when the output is cleared
+  or replaced by a re-run: the handle closes our session (and so its Tango
+  subscriptions) and retires its bokeh server sessions, while the one server
+  keeps serving every other cell. When that call never comes (a notebook closed
+  inside JupyterLab), the page's closed connection lets the server discard the
+  session, which closes it.
 * Re-running a cell replaces its sessions: the same session name replaces the
   older session (the registry does that), and sessions shown by an earlier run
   of the same JupyterLab cell (``cellId``) are closed when the cell runs again.
 
-Nothing blocks the kernel: opening a session subscribes through the hub, whose
-acquisition runs on worker threads, and the periodic ticks run on the kernel's
-loop between cells. BokehJS comes from the kernel's server (no CDN).
+Panels stay live while cells compute: the server, its sessions' ticks and every
+browser event run on a loop thread of their own (:mod:`tango_bokeh.server_thread`);
+document changes made from cells are dispatched there, with the document
+locked. Opening a session subscribes through the hub, whose acquisition runs on
+worker threads. BokehJS comes from the kernel's server (no CDN).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
 from .cleanup import SessionLifecycle, coalesce_collections
+from .server_thread import ForeignChanges, ServerThread
 from .session import Session
 
 if TYPE_CHECKING:
@@ -363,6 +369,7 @@ def cell_session_name() -> str | None:
 CLOSED = 4000  # the session was closed (re-run, close(), close_all()): the page says so
 GONE = 4001  # the output went away (cleared, replaced): the page frees it, says nothing
 REFUSED = 4002  # not a live output's connection: the page says the output is not live
+STOPPED = 4003  # the kernel's server stops (kernel shut down or restarted)
 
 #: What an output's page says when it is not live any more (the page shows it in place).
 TEXTS = {
@@ -371,6 +378,8 @@ TEXTS = {
     "already used or has expired. Re-run the cell to show it again.",
     "lost": "This output is no longer live: the connection to its kernel was lost "
     "(kernel restarted or stopped). Re-run the cell to show it again.",
+    "stopped": "This output is no longer live: its kernel was shut down or restarted. "
+    "Re-run the cell to show it again.",
     "reconnecting": "Not live: the connection to the kernel was lost; reconnecting…",
     "unreachable": "This output is not live: the kernel's bokeh server cannot be reached.",
 }
@@ -549,7 +558,7 @@ def output_script(url: str, token: str, name: str) -> str:
         "$CLAIM": f"{root}tango-bokeh/claim?output={token}",
         "$WS": f"{'wss' if scheme == 'https' else 'ws'}://{rest}ws",
         "$TEXTS": TEXTS,
-        "$CODES": {"closed": CLOSED, "gone": GONE, "refused": REFUSED},
+        "$CODES": {"closed": CLOSED, "gone": GONE, "refused": REFUSED, "stopped": STOPPED},
         "$NAME": name,
     }
     element_id = f"tango-bokeh-{uuid4().hex}"
@@ -642,8 +651,9 @@ _PAGE = """
       onClose(event, reject);
       if (output.closed) return;
       if (ours) {
-        teardown(output, event.code == codes.gone ? null
-          : event.code == codes.closed ? texts.closed : texts.refused);
+        const text = event.code == codes.gone ? null : event.code == codes.closed ? texts.closed
+          : event.code == codes.stopped ? texts.stopped : texts.refused;
+        teardown(output, text);
         return;
       }
       const session = conn.session;
@@ -758,6 +768,8 @@ class NotebookServer:
         self.settings = settings
         self.server: Server | None = None
         self.loop: IOLoop | None = None
+        self._thread: ServerThread | None = None
+        self._stopping = False  # stop() runs: pages are told the kernel's server stops
         self._pending: dict[str, Output] = {}  # output token -> output waiting for its page
         self._outputs: dict[str, Output] = {}  # server_id -> output with an open session
         self._claimed: dict[str, Output] = {}  # bokeh session id -> output it shows
@@ -785,7 +797,7 @@ class NotebookServer:
 
     @property
     def running(self) -> bool:
-        return self.server is not None
+        return self.server is not None and self._thread is not None and self._thread.running
 
     @property
     def port(self) -> int:
@@ -793,19 +805,27 @@ class NotebookServer:
         return self.server.port
 
     def start(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("the notebook server starts on the kernel's loop: call from a cell")
-        self.loop = IOLoop.current()
-        coalesce_collections()
+        """Start the server on a loop thread of its own: it serves while cells compute.
+
+        Thread contract: any thread but the server's; returns once it listens.
+        """
         _, origins = resolve_url()
+        self._thread = ServerThread("tango-bokeh-notebook")
+        self.server = self._thread.start(lambda loop: self._make_server(loop, origins))
+        self.loop = self._thread.loop
+        log.info("notebook server on %s:%s", self.settings.address, self.server.port)
+
+    def _make_server(self, loop: IOLoop, origins: list[str]) -> Server:
+        """The bokeh server, made and started on its own loop (thread contract: that loop)."""
+        coalesce_collections()
         options: dict[str, Any] = {
             "check_unused_sessions_milliseconds": 2_000,
             "unused_session_lifetime_milliseconds": 15_000,
             **self.settings.server_kwargs,
         }
-        self.server = Server(
+        server = Server(
             {"/": Application(FunctionHandler(self._make_document), SessionLifecycle())},
-            io_loop=self.loop,
+            io_loop=loop,
             address=self.settings.address,
             port=self.settings.port,
             allow_websocket_origin=origins,
@@ -813,20 +833,23 @@ class NotebookServer:
             extra_patterns=[(r"/tango-bokeh/claim", _ClaimHandler, {"server": self})],
             **options,
         )
-        self._gate_websockets()
-        self.server.start()
-        log.info("notebook server on %s:%s", self.settings.address, self.server.port)
+        self._gate_websockets(server)
+        server.start()
+        return server
 
-    def _gate_websockets(self) -> None:
+    def _gate_websockets(self, server: Server) -> None:
         """Serve the application's websocket with :class:`_OutputSocket` (bokeh has no hook)."""
-        assert self.server is not None
-        for rule in self.server._tornado.wildcard_router.rules:
+        for rule in server._tornado.wildcard_router.rules:
             if rule.target is WSHandler:
                 rule.target = _OutputSocket
                 rule.target_kwargs = {**rule.target_kwargs, "gate": self._gate}
 
     def stop(self) -> None:
-        """Close every session shown through this server, then stop listening."""
+        """Close every session shown through this server, then stop listening and its thread.
+
+        Thread contract: any thread (kernel shutdown runs it at exit).
+        """
+        self._stopping = True
         with self._lock:
             outputs = list(self._outputs.values())
             self._outputs.clear()
@@ -838,12 +861,14 @@ class NotebookServer:
                 log.exception("closing %r", output)
             _unregister_output(output.server_id)
         server, self.server = self.server, None
-        if server is not None:
-            try:
+        thread = self._thread
+        if server is not None and thread is not None:
+
+            def teardown() -> None:
                 server.stop(wait=False)
                 server.unlisten()
-            except Exception:
-                log.debug("stopping the notebook server", exc_info=True)
+
+            thread.stop(teardown)  # after the pages were told (queued before it)
         with NotebookServer._instance_lock:
             if NotebookServer._instance is self:
                 NotebookServer._instance = None
@@ -968,7 +993,7 @@ class NotebookServer:
         self.forget(output)
         output.session = None
         for session_id in output.session_ids:
-            self.retire(output, session_id, CLOSED)
+            self.retire(output, session_id, STOPPED if self._stopping else CLOSED)
         with self._lock:  # claimed, but closed before its document was made
             for session_id in [k for k, o in self._claimed.items() if o is output]:
                 del self._claimed[session_id]
@@ -988,8 +1013,9 @@ class NotebookServer:
         def close() -> None:
             if server_session.destroyed:
                 return
+            reason = {CLOSED: "closed", STOPPED: "server stopped"}.get(code, "output removed")
             for connection in list(server_session._subscribed_connections):
-                connection._socket.close(code, "closed" if code == CLOSED else "output removed")
+                connection._socket.close(code, reason)
             server_session.request_expiration()  # discarded at the next unused-session check
 
         self._on_loop(close)
@@ -999,6 +1025,7 @@ class NotebookServer:
     def _make_document(self, doc: Document) -> None:
         """A claimed output's page asks for its document: bind it to that output's session."""
         context = doc.session_context
+        ForeignChanges(doc, threading.current_thread())  # cells change models from their thread
         # Connection changes are the page's business: no bokeh toasts over JupyterLab.
         doc.config.notify_connection_status = False
         with self._lock:

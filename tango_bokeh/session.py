@@ -424,17 +424,23 @@ class Session:
             log.debug("document of %r is gone", self)
 
     def safe_document_modifications(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on the Document's loop, with the Document locked."""
+        """Run ``callback`` on the Document's loop, with the Document locked (from any thread)."""
         if self.ready:
             self._in_document(callback)
 
     def timeout_callback(self, callback: Callable[[], None], timeout: float) -> None:
-        """Run ``callback`` on the Document's loop after ``timeout`` seconds."""
-        if self.ready and self._doc is not None:
+        """Run ``callback`` on the Document's loop after ``timeout`` seconds (from any thread)."""
+        doc = self._doc
+        if not self.ready or doc is None:
+            return
+
+        def add() -> None:  # bokeh's timers may only be set on the Document's own thread
             try:
-                self._doc.add_timeout_callback(callback, int(1000 * timeout))
-            except (AttributeError, RuntimeError):
+                doc.add_timeout_callback(callback, int(1000 * timeout))
+            except (AttributeError, RuntimeError, ValueError):
                 log.debug("document of %r is gone", self)
+
+        self._in_document(add, doc)
 
 
 atexit.register(Session.close_all)

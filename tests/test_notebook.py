@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import socket
@@ -93,8 +94,10 @@ class Kernel:
         self.client.start_channels()
         self.client.wait_for_ready(timeout=60)
         self.pid = self.manager.provisioner.process.pid
+        self._messages: dict[str | None, list[dict[str, Any]]] = {}  # iopub, per cell
 
-    def run(self, code: str, cell_id: str | None = None, timeout: float = 60) -> CellResult:
+    def send(self, code: str, cell_id: str | None = None) -> str:
+        """Start a cell as JupyterLab does (with its cell id), without waiting; its msg_id."""
         content = {
             "code": textwrap.dedent(code),
             "silent": False,
@@ -106,13 +109,47 @@ class Kernel:
         metadata = {"cellId": cell_id} if cell_id else {}
         message = self.client.session.msg("execute_request", content, metadata=metadata)
         self.client.shell_channel.send(message)
-        msg_id = message["header"]["msg_id"]
-        result = CellResult()
+        return message["header"]["msg_id"]
+
+    def _pump(self, timeout: float) -> bool:
+        """Read one iopub message into the per-cell record; False when none came in time."""
+        try:
+            reply = self.client.get_iopub_msg(timeout=timeout)
+        except queue.Empty:
+            return False
+        self._messages.setdefault(reply["parent_header"].get("msg_id"), []).append(reply)
+        return True
+
+    def _received(self, msg_id: str) -> list[dict[str, Any]]:
+        return self._messages.get(msg_id, [])
+
+    def finished(self, msg_id: str) -> bool:
+        """Whether the cell started as ``msg_id`` has ended (never waits)."""
+        while self._pump(0.01):
+            pass
+        return any(
+            m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+            for m in self._received(msg_id)
+        )
+
+    def first_output(self, msg_id: str, timeout: float = 30) -> dict[str, Any]:
+        """The first bokeh output of a cell, as soon as it is displayed (the cell may run on)."""
         deadline = time.monotonic() + timeout
         while True:
-            reply = self.client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-            if reply["parent_header"].get("msg_id") != msg_id:
-                continue
+            for m in self._received(msg_id):
+                if m["msg_type"] == "display_data" and EXEC_MIME_TYPE in m["content"]["metadata"]:
+                    return m["content"]
+            assert time.monotonic() < deadline, "no bokeh output displayed"
+            self._pump(0.1)
+
+    def collect(self, msg_id: str, timeout: float = 60) -> CellResult:
+        """What the cell started as ``msg_id`` output, once it has ended."""
+        deadline = time.monotonic() + timeout
+        while not self.finished(msg_id):
+            assert time.monotonic() < deadline, "the cell did not end in time"
+            self._pump(0.1)
+        result = CellResult()
+        for reply in self._messages.pop(msg_id):
             kind, body = reply["msg_type"], reply["content"]
             if kind == "stream":
                 result.text += body["text"]
@@ -120,8 +157,10 @@ class Kernel:
                 result.errors.append(ANSI.sub("", "\n".join(body["traceback"])))
             elif kind in ("display_data", "execute_result"):
                 result.displays.append(body)
-            elif kind == "status" and body["execution_state"] == "idle":
-                return result
+        return result
+
+    def run(self, code: str, cell_id: str | None = None, timeout: float = 60) -> CellResult:
+        return self.collect(self.send(code, cell_id), timeout)
 
     def ok(self, code: str, cell_id: str | None = None) -> CellResult:
         """Run a cell that must not fail."""
@@ -545,6 +584,89 @@ def test_tango_monitor_magic(k: Kernel, viewers):
     bad = k.run("%tango_monitor --period fast sim/counter/1/Counts")
     assert bad.errors and "usage: %tango_monitor" in bad.errors[0]
     assert k.ok("print(facts())").json()["sessions"] == ["magic"]
+
+
+# -- live while a cell is busy -------------------------------------------------------
+
+#: Synchronous Python that never yields to the kernel's loop: pure Python, numpy, sleeps.
+BUSY = """
+import time, numpy
+_end = time.monotonic() + {seconds}
+while time.monotonic() < _end:
+    sum(i * i for i in range(100_000))
+    numpy.linalg.eigvals(numpy.random.rand(60, 60))
+    time.sleep(0.02)
+"""
+
+
+def test_panels_update_while_another_cell_is_busy(k: Kernel, viewers):
+    viewer = viewers(k.ok("s = Counts(callback_period=0.2); s.open()", cell()).outputs[0])
+    wait_for(lambda: sum(viewer.read(source_sizes).values()) > 2, what="live data")
+    busy = k.send(BUSY.format(seconds=12), cell())
+    try:
+        time.sleep(3)
+        first = sum(viewer.read(source_sizes).values())
+        time.sleep(4)
+        second = sum(viewer.read(source_sizes).values())
+        assert not k.finished(busy), "the busy cell ended too early"
+        assert second >= first + 5, (first, second)  # ~20 ticks of new counts meanwhile
+    finally:
+        k.collect(busy, timeout=60)
+
+
+def test_monitor_from_a_cell_that_then_stays_busy(k: Kernel, viewers):
+    busy = k.send(
+        'm = nb.monitor("sim/counter/1/Counts", period=0.2)\n' + BUSY.format(seconds=10), cell()
+    )
+    try:
+        output = k.first_output(busy)  # displayed while the cell runs on
+        viewer = viewers(output)
+        start = sum(viewer.read(source_sizes).values())
+        wait_for(
+            lambda: sum(viewer.read(source_sizes).values()) > start + 5,
+            timeout=8,
+            what="the new panel updating while its cell is still busy",
+        )
+        assert not k.finished(busy)
+    finally:
+        k.collect(busy, timeout=60)
+
+
+def test_cells_change_shown_models_safely(k: Kernel, viewers):
+    """Properties set, data streamed and session methods called from a cell reach the page
+    from the server's thread; the models' Python callbacks run there too."""
+    viewer = viewers(k.ok("s = Counts(callback_period=0.2); s.open()", cell()).outputs[0])
+    wait_for(lambda: k.ok("print(s.ticks > 2)").text.strip() == "True", what="ticks")
+    result = k.ok(
+        """
+        import threading
+        seen = []
+        s.period.on_change("value", lambda a, o, n: seen.append(threading.current_thread().name))
+        s.period.value = 0.7          # a property, with a Python callback
+        s.source.stream({"t": [1.0], "counts": [-1.0]}, rollover=500)   # data
+        s.document.title = "from a cell"
+        s.pause(); s.resume()         # session methods
+        print(json.dumps({"cell": threading.current_thread().name}))
+        """
+    ).json()
+    wait_for(
+        lambda: viewer.read(lambda doc: doc.title) == "from a cell",
+        what="the title set from the cell in the page",
+    )
+    sliders = viewer.read(lambda doc: [m.value for m in doc.models if type(m).__name__ == "Slider"])
+    assert sliders == [0.7]
+    wait_for(lambda: k.ok("print(s.callback_period)").text.strip() == "0.7", what="callback")
+    callback_threads = k.ok("print(json.dumps(seen))").json()
+    assert callback_threads and result["cell"] not in callback_threads, callback_threads
+    assert k.ok("print(not s.suspended)").text.strip() == "True"
+    assert -1.0 in viewer.read(
+        lambda doc: [
+            v
+            for m in doc.models
+            if type(m).__name__ == "ColumnDataSource"
+            for v in m.data.get("counts", [])
+        ]
+    )
 
 
 # -- bad input -----------------------------------------------------------------------

@@ -107,6 +107,7 @@ def _facts():
 """
 
 
+NOT_LIVE = re.compile(r"not live|no longer live", re.IGNORECASE)
 BOKEH_DOCUMENTS = "() => ((window.Bokeh && window.Bokeh.documents) || []).length"
 
 
@@ -310,13 +311,14 @@ def test_a_kernel_restart_marks_the_panel_not_live(lab: Any):
     )
     try:
         wait_for(
-            lambda: "not live" in notebook.notebook.output_text(cell).lower(),
+            lambda: NOT_LIVE.search(notebook.notebook.output_text(cell)),
             timeout=20,
             what="the panel marked not live",
         )
     except AssertionError as exc:
         raise AssertionError(f"{exc}: {notebook.notebook.output_text(cell)!r}") from exc
-    # once BokehJS gives up reconnecting (~30 s), the panel is gone and says why
+    # the panel is gone and says why: at once when the kernel's server could say so,
+    # else once BokehJS gives up reconnecting (~30 s)
     wait_for(
         lambda: "no longer live" in notebook.notebook.output_text(cell),
         timeout=60,
