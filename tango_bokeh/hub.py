@@ -21,7 +21,7 @@ from .tango.acquisition import Acquisition, AcquisitionConfig, Handle
 from .tango.modes import Mode, checked_poll_period
 from .tango.names import AttributeName, parse_name
 from .tango.polling import PollRate, describe
-from .tango.sample import AttributeInfo, Format, Sample
+from .tango.sample import AttributeInfo, Format, Quality, Sample
 
 #: Ring capacity by data format: enough history for a trend, bounded memory for images.
 DEFAULT_CAPACITY = {Format.SCALAR: 10_000, Format.SPECTRUM: 64, Format.IMAGE: 4}
@@ -50,6 +50,15 @@ class ChannelStats:
     read_seconds: float | None = None
     read_alone: bool = False  # too slow for its device's batch: read on its own
     config_changes: int = 0  # new configurations from the device (unit, format, limits...)
+    #: Tango time of the newest good value (no error, not INVALID): what "how old is what
+    #: the operator sees" is measured from; error samples and time-outs do not move it.
+    last_good: float | None = None
+    #: The attribute delivers values: acquired (events or polling) and its newest sample is
+    #: not an error (an INVALID quality is the device's answer, not an outage).
+    up: bool = False
+    #: Times acquisition changed between events and client polling at run time (events
+    #: stopped, or became possible again).
+    mode_switches: int = 0
 
 
 @dataclass
@@ -97,6 +106,10 @@ class Channel:
         self.errors = 0
         self.last_error: str | None = None
         self.last_update: float | None = None
+        self.last_good: float | None = None
+        self._answered = False  # the newest sample is not an error
+        self._acquired: Mode | None = None  # the last acquiring mode (events or polling)
+        self.mode_switches = 0
         self.handle: Handle | None = None
         self.cursors: set[Cursor] = set()
         self.keys = {name.key}  # every name the hub knows this channel by (alias and device)
@@ -118,8 +131,11 @@ class Channel:
                     self.out_of_order += 1  # older than what we have: never show it
                     return
                 self._last_time = when
+                if sample.value is not None and sample.quality is not Quality.INVALID:
+                    self.last_good = when
             self._ring.append(sample)
             self.last_update = sample.time
+            self._answered = sample.error is None
 
     def extend(self, samples: list[Sample]) -> None:
         """:meth:`push` for a batch (a drain of Tango's event queue), under one lock."""
@@ -128,7 +144,8 @@ class Channel:
         with self._lock:
             append = self._ring.append
             last, polled = self._last_time, self.mode is Mode.POLL
-            kept = None
+            kept = good = None
+            invalid = Quality.INVALID
             self.received += len(samples)
             for sample in samples:
                 if sample.error is not None:
@@ -140,11 +157,16 @@ class Channel:
                         self.out_of_order += 1
                         continue
                     last = when
+                    if sample[1] is not None and sample[2] is not invalid:  # value, quality
+                        good = when
                 append(sample)
                 kept = sample
             self._last_time = last
+            if good is not None:
+                self.last_good = good
             if kept is not None:
                 self.last_update = kept.time
+                self._answered = kept.error is None
 
     def note_queue_full(self) -> None:
         with self._lock:
@@ -152,6 +174,10 @@ class Channel:
 
     def set_mode(self, mode: Mode, error: str | None = None) -> None:
         with self._lock:
+            if mode.is_event or mode is Mode.POLL:
+                if self._acquired is not None and mode is not self._acquired:
+                    self.mode_switches += 1  # events stopped, or came back
+                self._acquired = mode
             self.mode = mode
             self.status = error
             if mode is not Mode.POLL:
@@ -255,6 +281,9 @@ class Channel:
                 read_seconds=self.poll.read_seconds if self.poll else None,
                 read_alone=self.poll.alone if self.poll else False,
                 config_changes=self.config_changes,
+                last_good=self.last_good,
+                up=self._answered and (self.mode.is_event or self.mode is Mode.POLL),
+                mode_switches=self.mode_switches,
             )
 
 

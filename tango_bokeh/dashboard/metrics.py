@@ -98,7 +98,21 @@ class HubCollector(Collector):
         errors = CounterMetricFamily(f"{PREFIX}_errors", "Error samples", labels=labels)
         age = GaugeMetricFamily(
             f"{PREFIX}_attribute_last_update_age_seconds",
-            "Seconds since the last sample of each attribute",
+            "Seconds since the newest good value of each attribute (its Tango timestamp; "
+            "errors, time-outs and INVALID values do not count; a change-event attribute "
+            "whose value holds still ages too)",
+            labels=labels,
+        )
+        attribute_up = GaugeMetricFamily(
+            f"{PREFIX}_attribute_up",
+            "1 while an attribute delivers values (acquired by events or polling, newest "
+            "sample not an error), 0 while its device is unreachable, its reads fail, or it "
+            "is pending or failed",
+            labels=labels,
+        )
+        switches = CounterMetricFamily(
+            f"{PREFIX}_attribute_mode_switches",
+            "Times acquisition changed between events and client polling at run time",
             labels=labels,
         )
         poll_period = GaugeMetricFamily(
@@ -131,9 +145,12 @@ class HubCollector(Collector):
             queue_full.add_metric([key], float(channel.queue_full))
             late.add_metric([key], float(channel.out_of_order))
             errors.add_metric([key], float(channel.errors))
-            if channel.last_update is not None:
-                age.add_metric([key], max(0.0, now - channel.last_update))
+            if channel.last_good is not None:
+                age.add_metric([key], max(0.0, now - channel.last_good))
+            attribute_up.add_metric([key], 1.0 if channel.up else 0.0)
+            switches.add_metric([key], float(channel.mode_switches))
         yield from (mode, readers, received, dropped, queue_full, late, errors, age)
+        yield from (attribute_up, switches)
         yield from (poll_period, poll_asked, read_seconds)
         load = GaugeMetricFamily(
             f"{PREFIX}_device_poll_load",

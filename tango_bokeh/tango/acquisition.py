@@ -67,12 +67,15 @@ from .convert import (
 from .modes import (
     MAX_POLL_PERIOD,
     Mode,
+    Reaction,
     Step,
     checked_poll_period,
+    event_error,
     following,
     looks_again,
     missing_text,
     next_step,
+    unreachable_text,
 )
 from .names import AttributeName
 from .polling import (
@@ -233,6 +236,7 @@ class Handle:
         self.stopped = False
         self.attempts = 0
         self.missing = False  # the device has no such attribute (yet): looked for again
+        self.unreachable = False  # the newest event said the device does not answer
 
     @property
     def feed(self) -> Feed | None:
@@ -635,9 +639,9 @@ class Acquisition:
             if stop.wait(max(0.0, period - (time.monotonic() - started))):
                 return
 
-    @staticmethod
-    def _drain(handle: Handle) -> None:
-        """Move what Tango queued for ``handle`` into its feed."""
+    def _drain(self, handle: Handle) -> None:
+        """Move what Tango queued for ``handle`` into its feed; an error event as the newest
+        one may change what the feed is told of the subscription (:func:`.modes.event_error`)."""
         event_id, proxy, feed = handle.event_id, handle.proxy, handle.feed
         if event_id is None or feed is None:
             return
@@ -649,7 +653,24 @@ class Acquisition:
             return  # unsubscribed meanwhile
         if len(events) >= handle.queue_size:
             feed.note_queue_full()
-        feed.extend(samples_from_events(events))
+        samples = samples_from_events(events)
+        feed.extend(samples)
+        if not samples:
+            return
+        newest = events[-1]
+        if newest.err:
+            reaction = event_error(error_text(newest.errors)[0])
+        elif newest.attr_value is None:
+            return  # a subscription notice: says nothing of the device
+        else:
+            reaction = Reaction.VALUE
+        if reaction is Reaction.UNREACHABLE:
+            if not handle.unreachable:  # not live until Tango's own re-subscription works
+                handle.unreachable = True
+                feed.set_mode(Mode.PENDING, unreachable_text(samples[-1].error or ""))
+        elif handle.unreachable:  # the device answers again, and its events flow
+            handle.unreachable = False
+            feed.set_mode(handle.mode)
 
     @staticmethod
     def _drain_config(handle: Handle) -> None:

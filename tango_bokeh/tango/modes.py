@@ -84,6 +84,27 @@ def next_step(mode: Mode, reason: str) -> Step:
     return Step.NEXT
 
 
+class Reaction(StrEnum):
+    """What an error event received on a live event subscription calls for."""
+
+    VALUE = "value"  # the device answered with an error for this value: show it, nothing else
+    UNREACHABLE = "unreachable"  # the device does not answer: Tango subscribes again by itself
+
+
+def event_error(reason: str) -> Reaction:
+    """What to do about an error event of Tango error ``reason`` (e.g. ``API_EventTimeout``
+    ~10 s after the server died: the subscription is not live until the device is back,
+    so the attribute is not said to be acquired by events meanwhile)."""
+    if reason in RETRY_REASONS:
+        return Reaction.UNREACHABLE
+    return Reaction.VALUE
+
+
+def unreachable_text(error: str) -> str:
+    """The status of an event subscription whose device does not answer."""
+    return f"no events: {error} (subscribed again by itself when the device is back)"
+
+
 #: The device answered and has no such attribute now: a dynamic attribute may appear later
 #: (and a typo never will: both are reported, and looked for again now and then).
 MISSING_REASONS = frozenset({"API_AttrNotFound"})

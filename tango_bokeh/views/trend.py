@@ -124,6 +124,10 @@ def _empty() -> dict[str, np.ndarray]:
     return {"t": np.empty(0), "y": np.empty(0), "q": np.empty(0, dtype=np.uint8)}
 
 
+#: Columns of the carry source: segments to "now" (x0, x1, y) and invisible ones (g).
+_CARRY = ("x0", "x1", "y", "g")
+
+
 def _no_marks() -> dict[str, list]:
     return {"t": [], "y": [], "v": [], "marker": []}
 
@@ -219,7 +223,8 @@ class Trend(PanelView):
         self._series: list[_Series] = []
         self._changes: dict[str, tuple[Span, Label]] = {}  # where each attribute's unit changed
         self._now = -math.inf  # time of the latest update
-        self._sent = np.full((3, len(self.attributes)), np.nan)  # x0, x1, y of the carry segments
+        #: x0, x1, y of the carry segments and g, the y of the invisible ones of series in a gap
+        self._sent = np.full((len(_CARRY), len(self.attributes)), np.nan)
 
     # -- options that controls change -------------------------------------------
 
@@ -274,9 +279,7 @@ class Trend(PanelView):
         style_figure(fig)
         fig.xaxis.axis_label = f"local time (UTC{time.strftime('%z')})"
         self._figure = fig
-        self._carry_source = ColumnDataSource(
-            data={"x0": self._sent[0].copy(), "x1": self._sent[1].copy(), "y": self._sent[2].copy()}
-        )
+        self._carry_source = ColumnDataSource(data=self._carry_data())
         self._quality_colors = LinearColorMapper(
             palette=[QUALITY_COLORS[q] for q in QUALITY_BY_CODE],
             low=-0.5,
@@ -330,7 +333,7 @@ class Trend(PanelView):
         """A source and its renderers (line, quality marks, "now" segment, non-finite marks)."""
         fig, index = self._figure, len(self._series)
         if index >= self._sent.shape[1]:
-            self._sent = np.concatenate([self._sent, np.full((3, 1), np.nan)], axis=1)
+            self._sent = np.concatenate([self._sent, np.full((len(_CARRY), 1), np.nan)], axis=1)
         source = ColumnDataSource(data=_empty())
         if self.step:
             line = fig.step("t", "y", source=source, mode="after", color=color, line_width=2)
@@ -360,13 +363,24 @@ class Trend(PanelView):
             line_dash="dashed",
             line_alpha=0.7,
         )
+        # Invisible, from the last point of a series in a gap to "now" at its last drawn value:
+        # the x range keeps following "now" when every series is stale (their lines end).
+        ghost = fig.segment(
+            "x0",
+            "g",
+            "x1",
+            "g",
+            source=self._carry_source,
+            view=CDSView(filter=IndexFilter([index])),
+            line_alpha=0.0,
+        )
         undrawn = ColumnDataSource(data=_no_marks())
         off_scale = fig.scatter(
             "t", "y", source=undrawn, marker="marker", size=10, fill_color=color,
             line_color="#333333", line_width=0.8,
         )  # fmt: skip
         off_scale.name = label
-        renderers = [line, marks, carry, off_scale] + ([hover] if hover is not line else [])
+        renderers = [line, marks, carry, ghost, off_scale] + ([hover] if hover is not line else [])
         item = LegendItem(label=value(label), renderers=[line, marks, carry, off_scale])
         self._legend.items = [*self._legend.items, item]
         self._hover_tool.renderers = [*self._hover_tool.renderers, hover]
@@ -688,8 +702,12 @@ class Trend(PanelView):
         }
 
     def _carry_to(self, now_ms: float) -> None:
-        """Redraw the "now" segments if one of them is wrong or lags by two pixels."""
-        x0, x1, y = self._sent
+        """Redraw the "now" segments if one of them is wrong or lags by two pixels.
+
+        A series in a gap gets an invisible segment instead, at its last drawn value: the
+        x range follows "now" through an outage of every attribute (no line reaches it).
+        """
+        x0, x1, y, g = self._sent
         lag_ms = self.resolution * 1000.0
         resend = False
         for i, s in enumerate(self._series):
@@ -700,6 +718,8 @@ class Trend(PanelView):
             harmless = not drawn or (self.step and x1[i] <= s.last_t)
             if math.isnan(s.carry):
                 resend |= not harmless
+                if self._ghost(s):
+                    resend |= g[i] != s.last_y or now_ms - x1[i] >= lag_ms
             elif current:
                 resend |= now_ms - x1[i] >= lag_ms
             else:
@@ -707,11 +727,26 @@ class Trend(PanelView):
         if not resend:
             return
         for i, s in enumerate(self._series):
-            carry = not math.isnan(s.carry)
-            x0[i] = s.last_t if carry else math.nan
-            x1[i] = now_ms if carry else math.nan
+            carry, ghost = not math.isnan(s.carry), self._ghost(s)
+            x0[i] = s.last_t if carry or ghost else math.nan
+            x1[i] = now_ms if carry or ghost else math.nan
             y[i] = s.carry if carry else math.nan
-        self._carry_source.data = {"x0": x0.copy(), "x1": x1.copy(), "y": y.copy()}
+            g[i] = s.last_y if ghost else math.nan
+        self._carry_source.data = self._carry_data()
+
+    @staticmethod
+    def _ghost(series: _Series) -> bool:
+        """Whether ``series`` needs the invisible segment to "now" (in a gap, drawn before)."""
+        return (
+            series.in_gap
+            and not series.retired
+            and math.isnan(series.carry)
+            and math.isfinite(series.last_y)
+            and not math.isnan(series.last_t)
+        )
+
+    def _carry_data(self) -> dict[str, np.ndarray]:
+        return {name: self._sent[row].copy() for row, name in enumerate(_CARRY)}
 
     # -- controls ------------------------------------------------------------------
 
@@ -723,11 +758,7 @@ class Trend(PanelView):
             series.source.data = _empty()
             series.undrawn.data = _no_marks()
         if self._model is not None:
-            self._carry_source.data = {
-                "x0": self._sent[0].copy(),
-                "x1": self._sent[1].copy(),
-                "y": self._sent[2].copy(),
-            }
+            self._carry_source.data = self._carry_data()
 
     def to_csv(self) -> str:
         """Displayed points, long format: attribute, local time, value, quality; values not
