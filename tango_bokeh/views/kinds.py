@@ -221,11 +221,41 @@ def _image(options: ImageOptions, qualify: Callable[[str], str]) -> Any:
 
 
 SCALAR, SPECTRUM, IMAGE = (frozenset({f}) for f in (Format.SCALAR, Format.SPECTRUM, Format.IMAGE))
-register(ViewKind("trend", Trend, TrendOptions, _trend, SCALAR, NUMBERS, auto=0,
-                  summary="numeric or boolean scalars against time"))
-register(ViewKind("spectrum", Spectrum, SpectrumOptions, _spectrum, SPECTRUM, NUMBERS, auto=0,
-                  summary="a 1-D attribute as a line"))
-register(ViewKind("image", Image, ImageOptions, _image, IMAGE, NUMBERS, auto=0,
-                  summary="a 2-D attribute, colour-mapped"))
+register(
+    ViewKind(
+        "trend",
+        Trend,
+        TrendOptions,
+        _trend,
+        SCALAR,
+        NUMBERS,
+        auto=0,
+        summary="numeric or boolean scalars against time",
+    )
+)
+register(
+    ViewKind(
+        "spectrum",
+        Spectrum,
+        SpectrumOptions,
+        _spectrum,
+        SPECTRUM,
+        NUMBERS,
+        auto=0,
+        summary="a 1-D attribute as a line",
+    )
+)
+register(
+    ViewKind(
+        "image",
+        Image,
+        ImageOptions,
+        _image,
+        IMAGE,
+        NUMBERS,
+        auto=0,
+        summary="a 2-D attribute, colour-mapped",
+    )
+)
 register(ViewKind("table", ValueTable, TableOptions, _table, SCALAR, ANYTHING, auto=1,
                   summary="values with quality and state colours"))  # fmt: skip
