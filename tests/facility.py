@@ -260,8 +260,15 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
 class Facility:
     """MariaDB + DataBaseds + beamline + TangoTest + ``replicas`` dashboard servers + nginx."""
 
-    def __init__(self, where: Path, dashboards: Sequence[Path], replicas: int = 2) -> None:
+    def __init__(
+        self,
+        where: Path,
+        dashboards: Sequence[Path],
+        replicas: int = 2,
+        serve_args: Sequence[str] = (),
+    ) -> None:
         self.where = where
+        self.serve_args = list(serve_args)
         self.dashboards = list(dashboards)
         self.replica_count = replicas
         self.mariadb = MariaDB(where / "mariadb")
@@ -324,7 +331,7 @@ class Facility:
     def _serve(self, port: int) -> Served:
         """One replica: the shared secret, logins and users; nginx's name is a host it serves."""
         assert self.system is not None
-        extra = ["--check", "--trusted-proxy", "127.0.0.1"]
+        extra = ["--check", "--trusted-proxy", "127.0.0.1", *self.serve_args]
         for host in (f"127.0.0.1:{self._nginx_port}", f"localhost:{self._nginx_port}",
                      f"127.0.0.1:{port}"):  # fmt: skip
             extra += ["--allow-websocket-origin", host]
