@@ -11,6 +11,11 @@ polling, so the client polls).
   error sample (what the page shows as stale), then restart it and seconds
   until a fresh value; baseline: the poll period (no viewer can know sooner).
 * **hang**: SIGSTOP (a deadlocked server), same two figures after SIGCONT.
+* **device polling stopped / started** (``stop_poll_attribute`` / ``poll_attribute``
+  of ``double_scalar`` at 500 ms while the hub takes its periodic events, every 1 s):
+  seconds until the hub polls it itself, and seconds until it is back on events
+  (``events_recheck``, 10 s by default, bounds the second); baseline: the event
+  period (the fall back must come within two).
 * **unchanged images**: five TangoTest images (they change every ~2 s) polled
   every ``--period`` for ``--seconds``: bytes per viewer sent by the Image view
   against the naive view that re-sends every polled frame, and frames sent
@@ -74,6 +79,27 @@ def outage(system: ControlSystem, hub: Hub, how: str, timeout: float = 60.0) -> 
     return {"shown_s": shown, "healed_s": healed}
 
 
+def polling_switch(hub: Hub, timeout: float = 60.0) -> dict[str, Any]:
+    import tango
+
+    device = tango.DeviceProxy(DEVICE)
+    device.poll_attribute("double_scalar", 500)
+    try:
+        cursor = hub.subscribe(f"{DEVICE}/double_scalar")
+        _until(lambda: cursor.mode == "periodic", 30)
+        device.stop_poll_attribute("double_scalar")
+        fallback = _until(lambda: cursor.mode == "poll", timeout)
+        stamp = time.time()
+        _until(lambda: any(s.ok and s.time > stamp for s in cursor.read()), timeout)
+        device.poll_attribute("double_scalar", 500)
+        back = _until(lambda: cursor.mode == "periodic", timeout)
+        cursor.close()
+    finally:
+        if device.is_attribute_polled("double_scalar"):
+            device.stop_poll_attribute("double_scalar")
+    return {"fallback_s": fallback, "back_s": back}
+
+
 class NaiveImage(Image):
     """Re-sends every polled frame (what the view did before unchanged frames were skipped)."""
 
@@ -134,6 +160,11 @@ def main() -> int:
                 print(f"{how}: trouble shown after {_fmt(figures['shown_s'])}, values back "
                       f"{_fmt(figures['healed_s'])} after the server is back "
                       f"(poll period {args.period:g} s)")  # fmt: skip
+            switch = polling_switch(hub)
+            print(f"device polling stopped: client polling after {_fmt(switch['fallback_s'])}"
+                  f" (event period 1 s, target < 2 s); device polling started: events "
+                  f"again after {_fmt(switch['back_s'])} (events_recheck "
+                  f"{hub.acquisition.config.events_recheck:g} s)")  # fmt: skip
             images = image_bytes(hub, args.seconds, args.period)
             print(f"images: {images['skip_unchanged_bytes_per_s'] / 1e3:.1f} kB/s per viewer "
                   f"against {images['naive_bytes_per_s'] / 1e3:.1f} kB/s naive (ratio "

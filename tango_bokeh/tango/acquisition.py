@@ -18,6 +18,18 @@ can take in (``bench/bench_ingest.py``). The queues are bounded (by bytes per
 attribute); a drain that finds one full is counted, as events may have been
 lost before the hub saw them. Nothing Tango holds refers to a feed.
 
+The chain is chosen again at run time (the rules are in :mod:`.modes`): an error
+event saying the events stopped (``API_PollObjNotFound`` when the device's
+polling of the attribute is stopped, after which nothing comes for as long as
+the device lives), or periodic events overdue by half an interval, make the
+drain hand the attribute to a worker that drops the subscription and runs the
+chain again (client polling when no event type works any more, at once). Each
+client-polled device is asked every ``events_recheck`` seconds which
+attributes it polls itself (one ``polling_status`` call); those go back to
+events. An event subscription whose device stops answering
+(``API_EventTimeout``) is kept, since Tango subscribes again by itself, but its
+mode is ``pending`` until events flow again.
+
 Each attribute's configuration is followed too: once its values flow (events
 or polling), its attribute-configuration events are subscribed the same way,
 and the drain hands the newest configuration (unit, format, limits, labels)
@@ -73,8 +85,12 @@ from .modes import (
     event_error,
     following,
     looks_again,
+    may_have_events,
     missing_text,
     next_step,
+    overdue,
+    periodic_interval,
+    polled_attributes,
     unreachable_text,
 )
 from .names import AttributeName
@@ -144,6 +160,9 @@ class AcquisitionConfig:
     #: Seconds between two looks for an attribute its device does not have (yet): dynamic
     #: attributes appear late, a device restarted with another configuration may add it.
     missing_retry: float = 10.0
+    #: Seconds between two looks, per client-polled device, for attributes the device now
+    #: polls itself (their events are then used instead of client polling).
+    events_recheck: float = 10.0
     workers: int = 8
     drain_period: float = 0.025  # seconds between two drains of Tango's event queues
     queue_bytes: int = 32 << 20  # bound of one attribute's event queue (declared sizes)
@@ -153,6 +172,7 @@ class AcquisitionConfig:
         checked_poll_period(self.poll_period)
         _check_seconds("drain_period", self.drain_period, 1.0)
         _check_seconds("missing_retry", self.missing_retry, 3600.0)
+        _check_seconds("events_recheck", self.events_recheck, 3600.0)
         if not self.retry_delays:
             raise ValueError("retry_delays needs at least one delay")
         for delay in self.retry_delays:
@@ -219,6 +239,12 @@ def queue_size(info: AttributeInfo, config: AcquisitionConfig) -> int:
     return max(2, min(config.max_queue, config.queue_bytes // (values * itemsize + 256)))
 
 
+def _event_period(config: Any) -> Any:
+    """``per_event.period`` of an ``AttributeInfoEx`` (ms, as text), ``None`` if it has none."""
+    events = getattr(config, "events", None)
+    return getattr(getattr(events, "per_event", None), "period", None)
+
+
 class Handle:
     """The acquisition of one attribute for one feed; ``stop()`` ends it (asynchronously)."""
 
@@ -237,6 +263,12 @@ class Handle:
         self.attempts = 0
         self.missing = False  # the device has no such attribute (yet): looked for again
         self.unreachable = False  # the newest event said the device does not answer
+        self.size = 2  # length of its Tango event queue (from its configuration)
+        self.event_period: Any = None  # per_event.period of its configuration (ms, text)
+        self.interval: float | None = None  # seconds between periodic events, when known
+        self.last_event = 0.0  # monotonic time events were last drained
+        self.late = 0  # times its events were found overdue but alive, in a row
+        self.reevaluating = False  # the chain is being run again
 
     @property
     def feed(self) -> Feed | None:
@@ -275,6 +307,7 @@ class Acquisition:
         self._log_limit = LogLimit()
         self._restarts = dict.fromkeys(WORKERS, 0)
         self._down: set[str] = set()  # workers waiting to be restarted
+        self._reevaluations = 0  # event subscriptions whose chain was run again
         self._scheduler = self._worker("scheduler", self._run_scheduler)
         self._drainer = self._worker("drain", self._run_drain)
 
@@ -319,6 +352,8 @@ class Acquisition:
                 "poll_load": {p.address: p.load for p in self._polls.values()},
                 "poll_busy": {p.address: p.busy for p in self._polls.values()},
                 "poll_splits": sum(p.splits for p in self._polls.values()),
+                "reevaluations": self._reevaluations,
+                "events_rechecks": sum(p.rechecks for p in self._polls.values()),
                 "proxies": len(self._proxies),
                 "worker_restarts": dict(self._restarts),
             }
@@ -483,62 +518,162 @@ class Acquisition:
         name = handle.name
         try:
             handle.proxy = proxy = self._proxy(name)
-            info = info_from_config(proxy.get_attribute_config(name.attribute))
+            config = proxy.get_attribute_config(name.attribute)
+            info = info_from_config(config)
         except tango.DevFailed as exc:
             self._failed(handle, feed, Mode.PENDING, exc)
             return
         if name.is_alias:  # Tango resolved the alias when it made the proxy
             feed.resolve(dataclasses.replace(name, device=proxy.dev_name()))
         feed.set_info(info)
-        size = queue_size(info, self.config)
+        handle.size = queue_size(info, self.config)
+        handle.event_period = _event_period(config)
+        outcome = self._event_chain(handle)
+        if outcome is None:
+            return  # stopped meanwhile
+        mode, event_id, exc = outcome
+        if exc is not None:
+            self._failed(handle, feed, mode, exc)
+            return
+        if event_id is not None:
+            if not self._go_live(handle, feed, mode, event_id):
+                return
+            handle.attempts = 0
+        else:
+            self._start_polling(handle, feed)
+        self._follow_config(handle)
+
+    def _event_chain(self, handle: Handle) -> tuple[Mode, int | None, Any] | None:
+        """Subscribe to the first event type of the chain that works: ``(mode, event id,
+        None)``; ``(POLL, None, None)`` when none does; ``(mode, None, DevFailed)`` when the
+        device cannot be reached or the name is wrong; ``None`` if stopped meanwhile."""
+        proxy, attribute = handle.proxy, handle.name.attribute
         mode = Mode.CHANGE
         while mode is not Mode.POLL:
             if handle.stopped:
-                return
+                return None
             try:
                 with self._event_calls:
                     event_id = proxy.subscribe_event(
-                        name.attribute,
-                        _EVENT_TYPES[mode],
-                        size,
+                        attribute, _EVENT_TYPES[mode], handle.size,
                         sub_mode=tango.EventSubMode.SyncRead,
-                    )
+                    )  # fmt: skip
             except tango.DevFailed as exc:
-                reason, _ = error_text(exc.args)
-                step = next_step(mode, reason)
+                step = next_step(mode, error_text(exc.args)[0])
                 if step is Step.NEXT:
                     mode = following(mode)
                 elif step is Step.POLL:
                     mode = Mode.POLL
                 else:
-                    self._failed(handle, feed, mode, exc)
-                    return
+                    return mode, None, exc
             else:
-                with handle._lock:
-                    handle.event_id, handle.mode = event_id, mode
-                    handle.queue_size = size
-                    stopped = handle.stopped
-                if not stopped:  # the first event (SyncRead) is in the feed before the mode
-                    try:  # says so; the drain thread takes over after this
-                        self._drain(handle)
-                    except Exception as exc:  # as on the drain thread: this attribute's error
-                        self._attribute_failed(handle, "take in events", exc)
-                with self._lock:
-                    self._live.add(handle)
-                if stopped:  # stop() raced with us: its disconnect may have missed the id
-                    self._disconnect(handle)
-                else:
-                    feed.set_mode(mode)
-                    handle.attempts = 0
-                    self._follow_config(handle)
+                return mode, event_id, None
+        return Mode.POLL, None, None
+
+    def _go_live(self, handle: Handle, feed: Feed, mode: Mode, event_id: int) -> bool:
+        """Make a new event subscription the attribute's acquisition; False if the handle
+        was stopped meanwhile (the subscription is then dropped)."""
+        interval = None
+        if mode is Mode.PERIODIC:  # when the next event is due (the device's polling period)
+            try:
+                poll_ms = handle.proxy.get_attribute_poll_period(handle.name.attribute)
+            except tango.DevFailed:
+                poll_ms = 0
+            interval = periodic_interval(handle.event_period, poll_ms)
+        with handle._lock:
+            stopped = handle.stopped
+            if not stopped:
+                handle.event_id, handle.mode = event_id, mode
+                handle.queue_size, handle.interval = handle.size, interval
+                handle.last_event, handle.unreachable = time.monotonic(), False
+        if stopped:  # stop() raced with us: its disconnect did not see this subscription
+            self._unsubscribe(handle, event_id)
+            return False
+        try:  # the first event (SyncRead) is in the feed before the mode says so; the drain
+            self._drain(handle)  # thread takes over once the handle is live
+        except Exception as exc:  # as on the drain thread: this attribute's error
+            self._attribute_failed(handle, "take in events", exc)
+        with self._lock:
+            self._live.add(handle)
+        with handle._lock:
+            taken = handle.event_id != event_id  # a disconnect took it meanwhile
+        if taken:
+            with self._lock:
+                self._live.discard(handle)
+            return False
+        feed.set_mode(mode)
+        return True
+
+    def _unsubscribe(self, handle: Handle, event_id: int) -> None:
+        try:
+            with self._event_calls:
+                handle.proxy.unsubscribe_event(event_id)
+        except tango.DevFailed as exc:
+            log.warning("unsubscribing %s: %s", handle.name, error_text(exc.args)[1])
+
+    # -- the chain again, at run time: events stopped → polling; events back → events -------
+
+    def _choose_again(self, handle: Handle, why: str, silent: bool = False) -> None:
+        """Run :meth:`_reevaluate` on a worker (from the drain thread), once at a time."""
+        with handle._lock:
+            if handle.reevaluating or handle.stopped or handle.event_id is None:
                 return
-        self._start_polling(handle, feed)
-        self._follow_config(handle)
+            handle.reevaluating = True
+        self._submit(self._reevaluate, handle, why, silent)
+
+    def _reevaluate(self, handle: Handle, why: str, silent: bool) -> None:
+        """The events stopped (an error said so, or periodic ones are overdue): drop the
+        subscription and run the chain again; client polling if no event type works now."""
+        try:
+            with handle._lock:
+                event_id, handle.event_id = handle.event_id, None
+                if event_id is None or handle.stopped:
+                    return
+                before, handle.mode = handle.mode, Mode.PENDING
+            with self._lock:
+                self._live.discard(handle)
+                self._reevaluations += 1
+            held = self._log_limit.check(f"{handle.name} events stopped")
+            if held is not None:
+                log.warning("%s: %s; choosing how to acquire it again", handle.name, why)
+            self._unsubscribe(handle, event_id)
+            self._subscribe(handle)
+            # Overdue but alive (the same events again): wait longer before the next look.
+            handle.late = handle.late + 1 if silent and handle.mode is before else 0
+        finally:
+            with handle._lock:
+                handle.reevaluating = False
+
+    def _recheck_events(self, poll: _DevicePoll) -> None:
+        """Client-polled attributes that the device now polls itself (device polling turned
+        on at run time) go back to events. One ``polling_status`` per device and
+        ``events_recheck``; a subscription attempt only for the attributes it lists."""
+        with self._lock:
+            poll.rechecks += 1
+        try:
+            polled = polled_attributes(poll.proxy.polling_status())
+        except tango.DevFailed:
+            return  # asked again next time
+        with self._lock:
+            handles = [
+                h for p in poll.attrs.values() if may_have_events(p.attr, polled) for h in p.handles
+            ]
+        for handle in handles:
+            feed = handle.feed
+            if feed is None or handle.stopped or handle.mode is not Mode.POLL:
+                continue
+            outcome = self._event_chain(handle)
+            if outcome is None or outcome[1] is None:
+                continue  # still no event type that works
+            mode, event_id, _ = outcome
+            self._stop_polling(handle)
+            if self._go_live(handle, feed, mode, event_id):
+                log.info("%s: %s events again, client polling stopped", handle.name, mode)
 
     def _follow_config(self, handle: Handle) -> None:
         """Subscribe to the attribute's configuration events (unit, format, limits, labels
         changed on the device): the drain hands each new configuration to the feed."""
-        if handle.stopped:
+        if handle.stopped or handle.config_id is not None:  # already followed (chain again)
             return
         try:
             with self._event_calls:
@@ -605,11 +740,7 @@ class Acquisition:
         if event_id is not None:
             with self._lock:
                 self._live.discard(handle)
-            try:
-                with self._event_calls:
-                    handle.proxy.unsubscribe_event(event_id)
-            except tango.DevFailed as exc:
-                log.warning("unsubscribing %s: %s", handle.name, error_text(exc.args)[1])
+            self._unsubscribe(handle, event_id)
         if mode is Mode.POLL:
             self._stop_polling(handle)
         self._unfollow_config(handle)
@@ -629,6 +760,13 @@ class Acquisition:
             for handle in live:
                 try:
                     self._drain(handle)
+                    interval = handle.interval
+                    if interval is not None:  # periodic events: they must keep coming
+                        silent = time.monotonic() - handle.last_event
+                        if overdue(interval, silent, handle.late):
+                            why = (f"no periodic event for {silent:.1f} s (expected every "
+                                   f"{interval:g} s)")  # fmt: skip
+                            self._choose_again(handle, why, silent=True)
                 except Exception as exc:
                     self._attribute_failed(handle, "take in events", exc)
             for handle in configs:
@@ -651,6 +789,7 @@ class Acquisition:
             events = proxy.get_events(event_id)
         except (tango.DevFailed, ValueError):
             return  # unsubscribed meanwhile
+        handle.last_event = time.monotonic()
         if len(events) >= handle.queue_size:
             feed.note_queue_full()
         samples = samples_from_events(events)
@@ -664,7 +803,9 @@ class Acquisition:
             return  # a subscription notice: says nothing of the device
         else:
             reaction = Reaction.VALUE
-        if reaction is Reaction.UNREACHABLE:
+        if reaction is Reaction.EVENTS_STOPPED:
+            self._choose_again(handle, f"its events stopped ({samples[-1].error})")
+        elif reaction is Reaction.UNREACHABLE:
             if not handle.unreachable:  # not live until Tango's own re-subscription works
                 handle.unreachable = True
                 feed.set_mode(Mode.PENDING, unreachable_text(samples[-1].error or ""))
@@ -711,6 +852,7 @@ class Acquisition:
             poll = self._polls.get(key)
             if poll is None:
                 poll = self._polls[key] = _DevicePoll(key, handle.name.device_address, handle.proxy)
+                poll.recheck_at = time.monotonic() + self.config.events_recheck
             polled = poll.attrs.get(attr)
             if polled is None:
                 polled = poll.attrs[attr] = _Polled(attr)
@@ -800,7 +942,14 @@ class Acquisition:
             return
         if batch_due and not self._read_batch(poll, batch):
             return
-        self._read_alone(poll, alone, probe=False)
+        if not self._read_alone(poll, alone, probe=False):
+            return
+        with self._lock:
+            recheck = now >= poll.recheck_at
+            if recheck:
+                poll.recheck_at = now + self.config.events_recheck
+        if recheck:  # the device answers: does it poll some of them itself now?
+            self._recheck_events(poll)
 
     def _read_batch(self, poll: _DevicePoll, batch: list[_Polled]) -> bool:
         """One ``read_attributes`` of the batch; split it if it fails as a whole. False if the
@@ -1085,3 +1234,5 @@ class _DevicePoll:
         self.timeouts = 0  # our reads in a row that timed out (the device may still run them)
         self.downs = 0  # rounds in a row the device did not answer (retried by ping)
         self.load = 0.0  # planned share of the device's time taken by our reads
+        self.recheck_at = 0.0  # when to look for attributes the device now polls (events)
+        self.rechecks = 0
