@@ -127,3 +127,16 @@ def awkward(
         yield AWKWARD[0].devices[0].name
     finally:
         system.stop()
+
+
+@pytest.fixture
+def velocity(control_system: ControlSystem) -> Iterator[object]:
+    """``sim/motor/2``, whose Velocity the write tests change, put back as it was."""
+    import tango
+
+    motor = tango.DeviceProxy("sim/motor/2")
+    before = motor.read_attribute("Velocity").value
+    try:
+        yield motor
+    finally:
+        motor.write_attribute("Velocity", before)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tango
 from bokeh.document import Document
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -188,16 +187,6 @@ panels:
       write: [sim/motor/2/Velocity]
       commands: [sim/motor/2/Stop]
 """
-
-
-@pytest.fixture
-def velocity() -> Iterator[tango.DeviceProxy]:
-    motor = tango.DeviceProxy("sim/motor/2")
-    before = motor.read_attribute("Velocity").value
-    try:
-        yield motor
-    finally:
-        motor.write_attribute("Velocity", before)
 
 
 def _controls(viewer: Viewer, hub: Hub, actuator: Actuator):

@@ -23,7 +23,6 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
-import tango
 from bokeh.util.token import generate_jwt_token, get_session_id, get_token_payload
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
@@ -66,16 +65,6 @@ def served(control_system: ControlSystem, tmp_path_factory: pytest.TempPathFacto
         yield server
     finally:
         assert server.stop() == 0, server.output
-
-
-@pytest.fixture
-def velocity() -> Iterator[tango.DeviceProxy]:
-    motor = tango.DeviceProxy("sim/motor/2")
-    before = motor.read_attribute("Velocity").value
-    try:
-        yield motor
-    finally:
-        motor.write_attribute("Velocity", before)
 
 
 # -- plain HTTP ---------------------------------------------------------------------------------
