@@ -12,12 +12,14 @@ installed but its service is not started) and stops it afterwards. When no image
 registry is reachable, the two official base images the Dockerfiles name are
 replaced by local stand-ins built from Debian's packages (docker/local-bases.sh,
 needs ``mmdebstrap``). Without any of this the test is skipped, saying why.
-Built images are kept (the next run reuses their layers).
+Built images are kept (the next run reuses their layers). One compose test runs at
+a time on a machine (a lock in /tmp): a run that started dockerd stops it at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import shutil
@@ -77,8 +79,31 @@ def _engine_answers() -> bool:
     return False
 
 
+#: One compose test at a time per machine (other clones' test runs too): a run that
+#: started dockerd stops it at the end, which would kill another run's containers.
+ENGINE_LOCK = Path("/tmp/tango-bokeh-docker-test.lock")
+
+
 @pytest.fixture(scope="module")
-def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def engine_lock() -> Iterator[None]:
+    with open(ENGINE_LOCK, "a") as handle:
+        deadline = time.monotonic() + 1200
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.skip(f"another compose test held {ENGINE_LOCK} for 20 minutes")
+                time.sleep(2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="module")
+def docker_engine(engine_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A Docker engine that answers: the running one, else a ``dockerd`` started here."""
     if shutil.which("docker") is None:
         pytest.skip("needs the docker client (Debian's docker.io; .ci/run installs it)")
