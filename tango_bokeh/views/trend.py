@@ -148,6 +148,46 @@ def undrawable(number: float, off_scale: float = OFF_SCALE) -> str | None:
     return None
 
 
+#: Legend entries longer than this many characters are cut with "…" (hovering the line, the
+#: y axis of a lone series and the CSV give the full name).
+LEGEND_CHARS = 30
+#: Widest a legend row is meant to be (estimated, px): more entries wrap onto more rows, so
+#: that a legend never makes its trend (and the page) wider than the window.
+LEGEND_ROW_PX = 400
+#: Height of a legend row's glyph and text (px).
+LEGEND_ROW_HEIGHT = 16
+#: Estimated width of one character of the legend's 12 px font, and of an entry's glyph,
+#: the gap to its text and the spacing to the next entry (px).
+LEGEND_CHAR_PX = 7.0
+LEGEND_ENTRY_PX = 20 + 5 + 14
+
+
+def shared_device(labels: Sequence[str]) -> str:
+    """The device part (``"sys/tg_test/1/"``) that several Tango attribute names share, or
+    ``""``: the legend names it once, as its title, and each entry by its attribute."""
+    if len(labels) < 2 or not all("/" in label for label in labels):
+        return ""
+    devices = {label.rsplit("/", 1)[0] + "/" for label in labels}
+    return devices.pop() if len(devices) == 1 else ""
+
+
+def legend_text(label: str, device: str = "", limit: int = LEGEND_CHARS) -> str:
+    """A legend entry: ``label`` without the shared ``device``, cut to ``limit`` characters
+    (a Tango name keeps its end, where attribute names differ; other text its start)."""
+    text = label[len(device) :] if device and label.startswith(device) else label
+    if len(text) <= limit:
+        return text
+    return "…" + text[-(limit - 1) :] if "/" in text else text[: limit - 1] + "…"
+
+
+def legend_columns(texts: Sequence[str], row_px: float = LEGEND_ROW_PX) -> int:
+    """Entries per legend row (bokeh gives every entry the width of the widest one)."""
+    if not texts:
+        return 1
+    widest = max(len(t) for t in texts) * LEGEND_CHAR_PX + LEGEND_ENTRY_PX
+    return max(1, min(len(texts), int(row_px // widest)))
+
+
 @dataclass
 class _Series:
     """One attribute of a trend: its source, renderers and what was last drawn."""
@@ -221,6 +261,7 @@ class Trend(PanelView):
         self._history_points = int(history_points)
         self._history_seconds = float(history_seconds)
         self._series: list[_Series] = []
+        self._device = ""  # the device part the labels share, named once by the legend
         self._changes: dict[str, tuple[Span, Label]] = {}  # where each attribute's unit changed
         self._now = -math.inf  # time of the latest update
         #: x0, x1, y of the carry segments and g, the y of the invisible ones of series in a gap
@@ -312,11 +353,18 @@ class Trend(PanelView):
             location="top_left",
             click_policy="hide",
             label_text_font_size="12px",
+            label_height=LEGEND_ROW_HEIGHT,
+            glyph_height=LEGEND_ROW_HEIGHT,
             spacing=14,
             padding=2,
             margin=0,
             border_line_color=None,
         )
+        self._device = shared_device(self.labels)
+        if self._device:
+            self._legend.title = self._device.rstrip("/")
+            self._legend.title_text_font_size = "11px"
+            self._legend.title_text_font_style = "normal"
         fig.add_layout(self._legend, "above")
         for index, (attribute, label) in enumerate(zip(self.attributes, self.labels, strict=True)):
             self._add_series(attribute, label, self.colors[index % len(self.colors)])
@@ -381,8 +429,12 @@ class Trend(PanelView):
         )  # fmt: skip
         off_scale.name = label
         renderers = [line, marks, carry, ghost, off_scale] + ([hover] if hover is not line else [])
-        item = LegendItem(label=value(label), renderers=[line, marks, carry, off_scale])
+        item = LegendItem(
+            label=value(legend_text(label, self._device)),
+            renderers=[line, marks, carry, off_scale],
+        )
         self._legend.items = [*self._legend.items, item]
+        self._lay_out_legend([i.label.value for i in self._legend.items if i.label is not None])
         self._hover_tool.renderers = [*self._hover_tool.renderers, hover]
         self._marks_tool.renderers = [*self._marks_tool.renderers, off_scale]
         series = _Series(attribute, label, color, source, renderers, hover, item, undrawn)
@@ -507,13 +559,28 @@ class Trend(PanelView):
                 wanted = [r for s in members for r in s.renderers]
                 if list(rng.renderers) != wanted:
                     rng.renderers = wanted
+        texts = []
         for s in self._series:
-            label = f"{s.label} [{s.unit}]" if several_units and s.unit else s.label
+            label = legend_text(s.label, self._device)
+            label = f"{label} [{s.unit}]" if several_units and s.unit else label
+            texts.append(label)
             if s.legend.label is None or s.legend.label.value != label:
                 s.legend.label = value(label)
             name = f"{s.label} [{s.unit}]" if s.unit else s.label
             if s.hover.name != name:
                 s.hover.name = name
+        self._lay_out_legend(texts)
+
+    def _lay_out_legend(self, texts: Sequence[str]) -> None:
+        """Entries per row so that the legend fits its panel; the figure grows by the extra
+        rows, so that the plot keeps its height."""
+        columns = legend_columns(texts)
+        rows = math.ceil(len(texts) / columns) if texts else 1
+        spacing = 14 if rows == 1 else 6  # a gap between entries of one row; rows close
+        height = self.height + (rows - 1) * (LEGEND_ROW_HEIGHT + spacing)
+        legend, fig = self._legend, self._figure
+        if (legend.ncols, legend.spacing, fig.height) != (columns, spacing, height):
+            legend.ncols, legend.spacing, fig.height = columns, spacing, height
 
     # -- data ----------------------------------------------------------------------
 
