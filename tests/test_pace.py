@@ -66,9 +66,6 @@ def test_a_busy_page_is_paced_and_says_it_is_late(hub: Hub, page):
             " while (Date.now() - t < 900) {} }, 1000); }"
         )
         wait_for(lambda: pace.skipped > 10, timeout=60, what="ticks skipped for the busy page")
-        ticks_then, skipped_then = session.ticks, pace.skipped
-        time.sleep(3)
-        assert pace.skipped - skipped_then > session.ticks - ticks_then  # mostly left out
         wait_for(lambda: page.evaluate(LAG_NOTE), timeout=60, what="the page to say it is late")
         assert "behind the server" in page.evaluate(LAG_NOTE)
         page.evaluate("() => clearInterval(window.busy)")
