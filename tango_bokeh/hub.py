@@ -59,6 +59,10 @@ class ChannelStats:
     #: Times acquisition changed between events and client polling at run time (events
     #: stopped, or became possible again).
     mode_switches: int = 0
+    #: Events lost before the hub (Tango's queue full, ZMQ's missed events), estimated from
+    #: the attribute's own counter or from Tango timestamps (tango/losses.py); next to
+    #: ``queue_full``, which says only that some were.
+    lost_estimate: int = 0
 
 
 @dataclass
@@ -102,6 +106,7 @@ class Channel:
         self.received = 0
         self.dropped = 0
         self.queue_full = 0
+        self.lost_estimate = 0
         self.out_of_order = 0
         self.errors = 0
         self.last_error: str | None = None
@@ -171,6 +176,10 @@ class Channel:
     def note_queue_full(self) -> None:
         with self._lock:
             self.queue_full += 1
+
+    def note_lost(self, count: int) -> None:
+        with self._lock:
+            self.lost_estimate += count
 
     def set_mode(self, mode: Mode, error: str | None = None) -> None:
         with self._lock:
@@ -284,6 +293,7 @@ class Channel:
                 last_good=self.last_good,
                 up=self._answered and (self.mode.is_event or self.mode is Mode.POLL),
                 mode_switches=self.mode_switches,
+                lost_estimate=self.lost_estimate,
             )
 
 

@@ -62,6 +62,7 @@ import math
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -75,6 +76,16 @@ from .convert import (
     sample_from_attribute,
     sample_from_exception,
     samples_from_events,
+)
+from .losses import (
+    MISSED_EVENTS,
+    RATES_KEPT,
+    Tail,
+    batch_rate,
+    consecutive,
+    estimate_lost,
+    missed_events,
+    typical_rate,
 )
 from .modes import (
     MAX_POLL_PERIOD,
@@ -131,6 +142,9 @@ class Feed(Protocol):
     def extend(self, samples: list[Sample]) -> None: ...
 
     def note_queue_full(self) -> None: ...
+
+    def note_lost(self, count: int) -> None:
+        """An estimate of events lost before the feed saw them (see :mod:`.losses`)."""
 
     def set_mode(self, mode: Mode, error: str | None = None) -> None: ...
 
@@ -269,6 +283,10 @@ class Handle:
         self.last_event = 0.0  # monotonic time events were last drained
         self.late = 0  # times its events were found overdue but alive, in a row
         self.reevaluating = False  # the chain is being run again
+        self.tail: Tail | None = None  # the newest event taken in (for loss estimates)
+        self.quiet_at: float | None = None  # when the last drain found its queue empty
+        self.counter = False  # its value counts its events (one step each): exact losses
+        self.rates: deque[float] = deque(maxlen=RATES_KEPT)  # of its last batches (events/s)
 
     @property
     def feed(self) -> Feed | None:
@@ -785,15 +803,24 @@ class Acquisition:
             return
         try:
             if proxy.is_event_queue_empty(event_id):
+                handle.quiet_at = time.time()
                 return
             events = proxy.get_events(event_id)
         except (tango.DevFailed, ValueError):
             return  # unsubscribed meanwhile
+        quiet, handle.quiet_at = handle.quiet_at, None
         handle.last_event = time.monotonic()
-        if len(events) >= handle.queue_size:
+        full = len(events) >= handle.queue_size
+        if full:
             feed.note_queue_full()
         samples = samples_from_events(events)
+        errors = [s.error for s in samples if s.error is not None]
+        missed = missed_events(errors)
+        if missed:  # ZMQ dropped events: a count, not an error of the attribute's value
+            samples = [s for s in samples if not (s.error or "").startswith(MISSED_EVENTS)]
         feed.extend(samples)
+        lossy = full or missed > 0
+        self._count_lost(handle, feed, samples, len(errors) > missed, lossy, quiet)
         if not samples:
             return
         newest = events[-1]
@@ -812,6 +839,39 @@ class Acquisition:
         elif handle.unreachable:  # the device answers again, and its events flow
             handle.unreachable = False
             feed.set_mode(handle.mode)
+
+    @staticmethod
+    def _count_lost(
+        handle: Handle,
+        feed: Feed,
+        samples: list[Sample],
+        errors: bool,
+        lossy: bool,
+        quiet: float | None,
+    ) -> None:
+        """Estimate the events lost before this batch when something says some were (a full
+        queue, a missed-events notice); learn whether the attribute counts its events.
+        ``errors``: some samples are errors (they are not events of the value); ``quiet``:
+        when the previous drain found the queue empty (epoch s), if it did: the device was
+        quiet then, what was lost is younger."""
+        values = [s for s in samples if s.error is None] if errors else samples
+        if not values:
+            return
+        first, last, count = values[0], values[-1], len(values)
+        head, tail = Tail(first.time, first.value), Tail(last.time, last.value)
+        if consecutive(first.value, last.value, count):
+            handle.counter = True
+        elif not lossy and count >= 3:
+            handle.counter = False  # nothing lost, and not one step per event: no counter
+        rate = batch_rate(head, tail, count)
+        if rate is not None:
+            handle.rates.append(rate)
+        if lossy:
+            rate = typical_rate(handle.rates)
+            lost = estimate_lost(handle.tail, head, tail, count, handle.counter, quiet, rate)
+            if lost:
+                feed.note_lost(lost)
+        handle.tail = tail
 
     @staticmethod
     def _drain_config(handle: Handle) -> None:
