@@ -38,15 +38,22 @@ class PageClock(DataModel):
 
 
 #: Runs in the page each time ``sent`` arrives: acknowledge it, and say when the page is late.
+#: A busy page reads its messages in bursts (late ones, then at once a fresh one), so the note
+#: stays for a few seconds after the last late tick rather than flickering with each burst.
 _ON_SENT = """
 const clock = cb_obj;
 clock.seen = clock.sent;
 const now = Date.now() / 1000;
-const state = window.tangoBokehPace || (window.tangoBokehPace = {offset: Infinity});
+const state = window.tangoBokehPace || (window.tangoBokehPace = {offset: Infinity, until: 0});
 state.offset = Math.min(state.offset, now - clock.sent);  // clock skew plus the best latency
 const late = now - clock.sent - state.offset;
+const limit = Math.max(3 * clock.period, 3);
+if (late > limit) {
+  state.worst = now < state.until ? Math.max(state.worst, late) : late;
+  state.until = now + Math.max(5, 4 * limit);
+}
 let note = document.getElementById("tango-bokeh-lag");
-if (late > Math.max(3 * clock.period, 3)) {
+if (now < state.until) {
   if (note === null) {
     note = document.createElement("div");
     note.id = "tango-bokeh-lag";
@@ -55,7 +62,7 @@ if (late > Math.max(3 * clock.period, 3)) {
       "background:#ffb300;color:#1d2733;font:13px system-ui,sans-serif;border-radius:6px 0 0 0";
     document.body.appendChild(note);
   }
-  note.textContent = "This page is " + Math.round(late) + " s behind the server: " +
+  note.textContent = "This page is up to " + Math.round(state.worst) + " s behind the server: " +
     "it is showing older data while it catches up.";
 } else if (note !== null) {
   note.remove();
