@@ -13,7 +13,6 @@ started on free loopback ports, in its own process group, and stopped by
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
@@ -27,6 +26,8 @@ from pathlib import Path
 from tango_bokeh.dashboard.auth import add_user
 from tango_bokeh.sim import ControlSystem, _Process
 from tango_bokeh_devices.catalog import DEMO
+from tango_bokeh_devices.mariadb import MARIADBD
+from tango_bokeh_devices.mariadb import MariaDB as _MariaDB
 
 from .conftest import TANGO_TEST, TANGO_TEST_DEVICE, TANGO_TEST_SERVER, wait_for
 from .served import Served, free_port
@@ -37,7 +38,6 @@ NGINX_TEMPLATE = ROOT / "docker" / "nginx" / "tango-bokeh.conf.template"
 #: create_db_tables.sql and stored_proc.sql, then adds the database's own devices).
 TANGO_SCHEMA = Path("/usr/share/dbconfig-common/data/tango-db/install/mysql")
 DATABASEDS = Path("/usr/lib/tango/DataBaseds")
-MARIADBD = "mariadbd"
 NGINX = "nginx"
 PASSWORD = "correct horse battery"
 #: The route cookie of docker/nginx/tango-bokeh.conf.template.
@@ -60,76 +60,14 @@ def _sbin(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
 
 
-class MariaDB:
-    """``mariadbd`` with its data in ``where``, on a free loopback port, schema ``tango``."""
-
-    def __init__(self, where: Path, database: str = "tango", user: str = "tango") -> None:
-        self.where = where
-        self.data = where / "data"
-        self.socket = where / "mysqld.sock"
-        self.database = database
-        self.user = user
-        self.password = secrets.token_urlsafe(16)
-        self.port = 0
-        self.proc: _Process | None = None
-
-    def client(self, *args: str, sql: str | None = None, stdin: Path | None = None) -> str:
-        """Run Debian's ``mariadb`` client as the database's root, over the socket."""
-        argv = ["mariadb", "--no-defaults", "-uroot", f"--socket={self.socket}", *args]
-        with open(stdin, "rb") if stdin else contextlib.nullcontext() as handle:
-            done = subprocess.run(
-                argv if sql is None else [*argv, "-e", sql],
-                stdin=handle if handle else subprocess.DEVNULL,
-                capture_output=True,
-                timeout=60,
-            )
-        if done.returncode:
-            raise RuntimeError(f"mariadb {' '.join(args)} failed: {done.stderr.decode()}")
-        return done.stdout.decode()
+class MariaDB(_MariaDB):
+    """The private MariaDB of :mod:`tango_bokeh_devices.mariadb` with the Tango schema loaded."""
 
     def start(self, timeout: float = 90.0) -> MariaDB:
-        self.where.mkdir(parents=True, exist_ok=True)
-        as_root = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses root otherwise
-        subprocess.run(
-            ["mariadb-install-db", "--no-defaults", f"--datadir={self.data}",
-             "--auth-root-authentication-method=normal", "--skip-test-db", *as_root],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-        self.port = free_port()
-        argv = [
-            _sbin(MARIADBD), "--no-defaults", f"--datadir={self.data}", f"--socket={self.socket}",
-            f"--port={self.port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
-            f"--pid-file={self.where / 'mysqld.pid'}", f"--log-error={self.where / 'error.log'}",
-            "--skip-log-bin", "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
-            "--innodb-flush-log-at-trx-commit=2", "--max-connections=200", *as_root,
-        ]  # fmt: skip
-        self.proc = _Process("mariadb", argv, dict(os.environ), self.where / "mariadbd.log")
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-                self.client(sql="SELECT 1")
-                break
-            if not self.proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"mariadbd did not start:\n{self._error_log()}")
-            time.sleep(0.2)
+        super().start(timeout)
         # The schema as Debian's tango-db creates it (dbconfig-common's install script).
-        self.client(
-            sql=f"CREATE DATABASE {self.database}; "
-            f"CREATE USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}'; "
-            f"GRANT ALL PRIVILEGES ON {self.database}.* TO '{self.user}'@'127.0.0.1';"
-        )
         self.client(self.database, stdin=TANGO_SCHEMA)
         return self
-
-    def _error_log(self) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join((self.where / "error.log").read_text().splitlines()[-15:])
-        return ""
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop(timeout=30)
-            self.proc = None
 
 
 class DataBaseds:
