@@ -4,29 +4,50 @@ Sessions never talk to Tango. They ask the hub for a :class:`Cursor` on an
 attribute; the first cursor starts the acquisition, the last one to close
 stops it. Samples go into one bounded :class:`~tango_bokeh.ring.Ring` per
 attribute and each cursor reads what is new for it, without copies.
+
+Each channel also keeps a time-bounded, columnar :class:`~tango_bokeh.history.History`
+of its samples, shared by every reader, under one memory budget per hub: a
+reader's first read comes as a :class:`Backlog`, the new samples plus what the
+hub remembers from before them (``recall``), so that a trend opened late is
+drawn with the last minutes at once.
 """
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from .history import Budget, History, Recall
 from .ring import Ring
 from .tango.acquisition import Acquisition, AcquisitionConfig, Handle
 from .tango.modes import Mode, checked_poll_period
 from .tango.names import AttributeName, parse_name
 from .tango.polling import PollRate, describe
-from .tango.sample import AttributeInfo, Format, Quality, Sample
+from .tango.sample import AttributeInfo, Format, Kind, Quality, Sample
 
 #: Ring capacity by data format: enough history for a trend, bounded memory for images.
 DEFAULT_CAPACITY = {Format.SCALAR: 10_000, Format.SPECTRUM: 64, Format.IMAGE: 4}
 #: Held samples above which a read releases those every reader has seen.
 RELEASE_THRESHOLD = 64
+#: Memory every channel's history may hold together, by default (bytes): about an hour of
+#: 4,000 attributes at 1 Hz (18 bytes a sample). ``Hub(history_budget=...)``, and
+#: ``tango-bokeh serve/demo --history-budget`` for the process's default hub.
+DEFAULT_HISTORY_BUDGET = 256 * 2**20
+#: Seconds of history a channel keeps for a reader that asked for no window (a trend's
+#: default window): the window is the longest one its readers asked for.
+DEFAULT_HISTORY_WINDOW = 600.0
+#: Samples kept as they came, by format, for attributes that are not numeric scalars
+#: (spectra and images: the last few frames only).
+HISTORY_FRAMES = {Format.SCALAR: 16, Format.SPECTRUM: 8, Format.IMAGE: 2}
+#: Scalar kinds stored as numbers (float64) in the history.
+NUMERIC_KINDS = frozenset({Kind.NUMBER, Kind.BOOL, Kind.ENUM, Kind.STATE})
 
 
 @dataclass
@@ -63,6 +84,12 @@ class ChannelStats:
     #: the attribute's own counter or from Tango timestamps (tango/losses.py); next to
     #: ``queue_full``, which says only that some were.
     lost_estimate: int = 0
+    #: Shared history (hub.py, history.py): samples held, the seconds they span, the bytes
+    #: they take and the window kept (the longest any reader asked for).
+    history_rows: int = 0
+    history_seconds: float = 0.0
+    history_bytes: int = 0
+    history_window: float = 0.0
 
 
 @dataclass
@@ -84,6 +111,9 @@ class HubStats:
     config_subscriptions: int = 0
     #: Times each acquisition thread died and was restarted (``scheduler``, ``drain``).
     worker_restarts: dict[str, int] = field(default_factory=dict)
+    #: Bytes every channel's shared history holds, and the budget they share (0: none kept).
+    history_bytes: int = 0
+    history_budget: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,11 +122,19 @@ class HubStats:
 class Channel:
     """All that is known of one attribute in this process. Written by acquisition threads."""
 
-    def __init__(self, name: AttributeName, capacity: dict[Format, int]) -> None:
+    def __init__(
+        self,
+        name: AttributeName,
+        capacity: dict[Format, int],
+        history: History | None = None,
+        default_window: float = DEFAULT_HISTORY_WINDOW,
+    ) -> None:
         self.name = name
         self._capacity = capacity
         self._lock = threading.Lock()
         self._ring: Ring[Sample] = Ring(capacity[Format.SCALAR])
+        self._history = history  # same sequence numbers as the ring; None: no history kept
+        self._default_window = default_window
         self._last_time = float("-inf")
         self.info: AttributeInfo | None = None
         self.mode = Mode.PENDING
@@ -138,6 +176,8 @@ class Channel:
                 self._last_time = when
                 if sample.value is not None and sample.quality is not Quality.INVALID:
                     self.last_good = when
+            if self._history is not None:
+                self._history.extend((sample,), self._ring.end)
             self._ring.append(sample)
             self.last_update = sample.time
             self._answered = sample.error is None
@@ -148,10 +188,12 @@ class Channel:
             return
         with self._lock:
             append = self._ring.append
+            first = self._ring.end
             last, polled = self._last_time, self.mode is Mode.POLL
             kept = good = None
             invalid = Quality.INVALID
             self.received += len(samples)
+            skipped = self.out_of_order
             for sample in samples:
                 if sample.error is not None:
                     self.errors += 1
@@ -167,6 +209,11 @@ class Channel:
                 append(sample)
                 kept = sample
             self._last_time = last
+            if self._history is not None and kept is not None:
+                if skipped != self.out_of_order:  # some were older: what the ring took
+                    samples, lost = self._ring.since(first)
+                    first += lost
+                self._history.extend(samples, first)
             if good is not None:
                 self.last_good = good
             if kept is not None:
@@ -211,10 +258,15 @@ class Channel:
                     return
                 info = dataclasses.replace(info, since=time.time())
                 self.config_changes += 1
-            self.info = info
+            old, self.info = self.info, info
             capacity = self._capacity[info.format]
             if capacity != self._ring.capacity:
                 self._ring.resize(capacity)
+            if self._history is not None:
+                numeric = info.format is Format.SCALAR and info.kind in NUMERIC_KINDS
+                self._history.configure(numeric, HISTORY_FRAMES[info.format])
+                if old is not None and old.unit != info.unit:
+                    self._history.cut()  # earlier values are in another unit
 
     # -- readers -----------------------------------------------------------------
 
@@ -227,12 +279,50 @@ class Channel:
             if cursor.channel is not self:  # moved to another channel meanwhile
                 return [], 0
             ring = self._ring
+            first = max(cursor._seq, ring.start)
             items, lost = ring.since(cursor._seq)
             cursor._seq = ring.end
             self.dropped += lost
             if len(ring) > RELEASE_THRESHOLD:
                 ring.release(min(c._seq for c in self.cursors))
+            history = self._history
+            if history is not None:
+                history.enforce()
+                if cursor._recall and items:
+                    cursor._recall = False
+                    backlog = Backlog(items)
+                    backlog.recall = history.recall(first)
+                    backlog.keep = cursor._keeper()
+                    return backlog, lost
             return items, lost
+
+    def recall_for(self, cursor: Cursor, seconds: float | None = None) -> Recall | None:
+        """What the history holds from before ``cursor``'s position (None: no history kept)."""
+        with self._lock:
+            if self._history is None or cursor.channel is not self:
+                return None
+            return self._history.recall(max(cursor._seq, self._ring.start), seconds)
+
+    def keep_for(self, cursor: Cursor, seconds: float | None) -> None:
+        """``cursor`` wants ``seconds`` of history kept (None: the hub's default window)."""
+        with self._lock:
+            cursor._window = seconds
+            self._set_window()
+
+    def _set_window(self) -> None:
+        """The history's window: the longest any reader asked for (under the lock)."""
+        if self._history is None:
+            return
+        wants = [c._window or self._default_window for c in self.cursors]
+        window = max(wants, default=self._default_window)
+        if window != self._history.window:
+            self._history.set_window(window)
+
+    def close_history(self) -> None:
+        """The channel is gone: its history gives its memory back."""
+        with self._lock:
+            if self._history is not None:
+                self._history.close()
 
     def first_seq(self) -> int:
         """Where a new reader starts: at the newest sample, so it sees the current value."""
@@ -243,6 +333,7 @@ class Channel:
         with self._lock:
             cursor._seq = max(self._ring.start, self._ring.end - 1)
             self.cursors.add(cursor)
+            self._set_window()
 
     def hand_over(self, target: Channel) -> None:
         """Move every reader to ``target`` (the same attribute under another name).
@@ -255,11 +346,14 @@ class Channel:
                 cursor.channel = target
             target.cursors |= self.cursors
             self.cursors = set()
+            target._set_window()
 
     def remove_cursor(self, cursor: Cursor) -> int:
         """Forget ``cursor``; returns how many readers are left."""
         with self._lock:
             self.cursors.discard(cursor)
+            if self.cursors:
+                self._set_window()
             return len(self.cursors)
 
     @property
@@ -274,6 +368,7 @@ class Channel:
 
     def stats(self) -> ChannelStats:
         with self._lock:
+            history = self._history
             return ChannelStats(
                 name=str(self.name),
                 mode=str(self.mode),
@@ -294,6 +389,10 @@ class Channel:
                 up=self._answered and (self.mode.is_event or self.mode is Mode.POLL),
                 mode_switches=self.mode_switches,
                 lost_estimate=self.lost_estimate,
+                history_rows=len(history) if history is not None else 0,
+                history_seconds=history.span if history is not None else 0.0,
+                history_bytes=history.nbytes if history is not None else 0,
+                history_window=history.window if history is not None else 0.0,
             )
 
 
@@ -304,6 +403,8 @@ class Cursor:
         self._hub = hub
         self.channel = channel
         self._seq = 0  # set by Channel.add_cursor
+        self._recall = True  # the first read that finds samples comes as a Backlog
+        self._window: float | None = None  # seconds of history this reader asked for
         self.lost = 0
         self.closed = False
 
@@ -338,6 +439,31 @@ class Cursor:
     def latest(self) -> Sample | None:
         return self.channel.latest()
 
+    def keep(self, seconds: float | None) -> None:
+        """Ask the hub to keep ``seconds`` of this attribute's history (None: its default).
+
+        The channel keeps the longest window any of its readers asked for, within
+        the hub's memory budget.
+        """
+        if not self.closed:
+            self.channel.keep_for(self, None if seconds is None else max(1.0, float(seconds)))
+
+    def recall(self, seconds: float | None = None) -> Recall | None:
+        """The shared history from before this cursor's position, the last ``seconds`` of it
+        (default: all that is kept), columnar; None when the hub keeps none."""
+        return None if self.closed else self.channel.recall_for(self, seconds)
+
+    def _keeper(self) -> Callable[[float | None], None]:
+        """:meth:`keep`, for a view to hold without holding the cursor."""
+        ref = weakref.ref(self)
+
+        def keep(seconds: float | None) -> None:
+            cursor = ref()
+            if cursor is not None:
+                cursor.keep(seconds)
+
+        return keep
+
     def close(self) -> None:
         """Leave the channel; the last reader leaving stops the acquisition."""
         if not self.closed:
@@ -348,19 +474,53 @@ class Cursor:
         return f"<Cursor {self.channel.name} {self.channel.mode}>"
 
 
+class Backlog(list):  # list[Sample]
+    """A reader's first read that finds samples: those samples, as every read, plus
+
+    * ``recall``: the shared history from before them (a :class:`~tango_bokeh.history.Recall`,
+      columnar numpy arrays), so that a late reader gets the last minutes at once;
+    * ``keep(seconds)``: how much history this reader wants kept from now on (a trend
+      calls it with its window); it holds no reference to the cursor.
+
+    Readers that know nothing of it use it as the list of samples it is.
+    """
+
+    __slots__ = ("keep", "recall")
+    recall: Recall
+    keep: Callable[[float | None], None]
+
+
 class Hub:
     """Process-wide fan-out of Tango attributes. Thread-safe; never blocks on Tango."""
 
     _default: ClassVar[Hub | None] = None
     _default_lock: ClassVar[threading.Lock] = threading.Lock()
 
+    #: The default hub's history budget (bytes; set by ``--history-budget`` before it exists).
+    default_history_budget: ClassVar[int] = DEFAULT_HISTORY_BUDGET
+
     def __init__(
         self,
         acquisition: Acquisition | None = None,
         capacity: dict[Format, int] | None = None,
+        *,
+        history_budget: int | None = None,
+        history_window: float = DEFAULT_HISTORY_WINDOW,
     ) -> None:
+        """``history_budget``: bytes all shared histories may hold together (default
+        :attr:`default_history_budget`; 0 keeps none); ``history_window``: seconds kept for
+        readers that ask for no window."""
         self.acquisition = acquisition or Acquisition()
         self._capacity = {**DEFAULT_CAPACITY, **(capacity or {})}
+        budget = self.default_history_budget if history_budget is None else int(history_budget)
+        if budget < 0:
+            raise ValueError(f"history_budget must be 0 or more bytes, got {budget}")
+        if not (math.isfinite(history_window) and history_window > 0):
+            raise ValueError(
+                f"history_window must be a positive number of seconds, got {history_window}"
+            )
+        self.history_budget = Budget(budget) if budget else None
+        self.history_window = float(history_window)
         self._lock = threading.Lock()
         self._channels: dict[str, Channel] = {}
         self._closed = False
@@ -389,7 +549,11 @@ class Hub:
             channel = self._channels.get(parsed.key)
             new = channel is None
             if new:
-                channel = self._channels[parsed.key] = Channel(parsed, self._capacity)
+                history = None
+                if self.history_budget is not None:
+                    history = History(self.history_budget, self.history_window)
+                channel = Channel(parsed, self._capacity, history, self.history_window)
+                self._channels[parsed.key] = channel
                 channel.on_resolve = self._resolved
             cursor = Cursor(self, channel)
             channel.add_cursor(cursor)
@@ -421,6 +585,7 @@ class Hub:
             for key in channel.keys:
                 self._channels[key] = target
             target.keys |= channel.keys
+        channel.close_history()
         if channel.handle is not None:
             channel.handle.stop()
 
@@ -433,6 +598,7 @@ class Hub:
             for key in channel.keys:
                 if self._channels.get(key) is channel:
                     del self._channels[key]
+        channel.close_history()
         if channel.handle is not None:
             channel.handle.stop()
 
@@ -463,6 +629,8 @@ class Hub:
             poll_load=dict(acq.get("poll_load", {})),
             poll_splits=acq.get("poll_splits", 0),
             config_subscriptions=acq.get("config_subscriptions", 0),
+            history_bytes=self.history_budget.used if self.history_budget else 0,
+            history_budget=self.history_budget.limit if self.history_budget else 0,
         )
 
     def close(self) -> None:
