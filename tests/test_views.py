@@ -7,6 +7,7 @@ binary buffers included), so these tests assert on the real messages.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -197,6 +198,32 @@ def test_trend_says_when_an_event_storm_drops_samples():
     assert trend.problem_text == ""
     trend.update({POS: [Sample(T0 + 15.0, None, Quality.INVALID)]}, T0 + 15.0, state(10, 1))
     assert "value INVALID" in trend.problem_text  # worse news wins
+
+
+@dataclasses.dataclass(frozen=True)
+class _StateWithEstimate(AttributeState):
+    """A state that carries the hub's estimate of events lost before it (ZMQ's missed events)."""
+
+    lost_estimate: int = 0
+
+
+def test_trend_says_when_events_are_estimated_lost_before_the_hub():
+    """ZMQ dropped events (API_MissedEvents): neither the ring nor Tango's queue overflowed."""
+    trend = Trend(POS)
+    attach(trend)
+
+    def state(estimate: int) -> dict[str, AttributeState]:
+        info = INFOS[POS]
+        return {POS: _StateWithEstimate(POS, info, Mode.CHANGE, None, lost_estimate=estimate)}
+
+    trend.update({POS: [Sample(T0, 1.0)]}, T0 + 0.1, state(40))  # lost before: not news
+    trend.update({POS: [Sample(T0 + 1.0, 2.0)]}, T0 + 1.1, state(40))
+    assert trend.problem_text == ""
+    trend.update({POS: [Sample(T0 + 2.0, 3.0)]}, T0 + 2.1, state(57))
+    assert "some were dropped" in trend.problem_text
+    assert f"last at {clock(T0 + 2.1)}" in trend.problem_text
+    trend.update({POS: [Sample(T0 + 14.0, 4.0)]}, T0 + 14.0, state(57))
+    assert trend.problem_text == ""  # gone 10 s after the last loss
 
 
 def test_trend_quality_colours_and_codes():

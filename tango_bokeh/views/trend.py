@@ -213,7 +213,7 @@ class _Series:
     unit_change: tuple[str, str, float] | None = None  # old unit, new unit, when (epoch s)
     y_range_name: str = "default"
     rows_streamed: int = 0  # a counter, for tests and curiosity
-    losses: int | None = None  # lost + queue_full as last seen (None: not seen yet)
+    losses: int | None = None  # lost + queue_full + lost_estimate as last seen (None: not yet)
     dropped_at: float | None = None  # when events were last found dropped (epoch s)
 
 
@@ -655,10 +655,12 @@ class Trend(PanelView):
 
     @staticmethod
     def _count_losses(series: _Series, state: AttributeState | None, now: float) -> None:
-        """Note when samples of an event storm were lost (ring or Tango queue overflow)."""
+        """Note when samples of an event storm were lost: the reader's ring overflowed, Tango's
+        queue was found full, or events were estimated lost before the hub (ZMQ's
+        ``API_MissedEvents``: ``lost_estimate``, when the state carries it)."""
         if state is None:
             return
-        losses = state.lost + state.queue_full
+        losses = state.lost + state.queue_full + getattr(state, "lost_estimate", 0)
         if series.losses is not None and losses > series.losses:
             series.dropped_at = now
         series.losses = losses
