@@ -192,7 +192,8 @@ class History:
         np.maximum(t, self._last_t, out=t)
         np.maximum.accumulate(t, out=t)  # error samples carry our clock: keep the order
         self._last_t = float(t[-1])
-        self._make_room(n, self._last_t)
+        cutoff = self._last_t - self.window
+        self._make_room(n, n - int(np.searchsorted(t, cutoff)), cutoff)
         if n > self._cap:
             t, v, q, f = t[-self._cap :], v[-self._cap :], q[-self._cap :], f[-self._cap :]
             self._start = self._end = first + n - self._cap
@@ -202,12 +203,13 @@ class History:
         self._end += n
         self._start = max(self._start, self._end - self._cap)
 
-    def _make_room(self, n: int, newest: float) -> None:
-        """Grow (budget allowing) if the rows inside the window would not fit with ``n`` more."""
+    def _make_room(self, n: int, inside: int, cutoff: float) -> None:
+        """Grow (budget allowing) if the rows inside the window (time ``cutoff`` on) would not
+        fit with ``n`` new ones, ``inside`` of which are in the window."""
         self.enforce()
         if self._end - self._start + n <= self._cap:
             return
-        needed = self._rows_after(newest - self.window) + n
+        needed = self._rows_after(cutoff) + inside
         if needed <= self._cap:
             return  # the oldest rows left the window: they are overwritten
         wanted = max(self._cap * 2, 1 << (needed - 1).bit_length()) * ROW_BYTES

@@ -21,6 +21,12 @@ devices) break the line too, with a mark at the last value drawn (◆ NaN,
 ▲ +inf or too high, ▼ -inf or too low; hover and CSV give the value), so
 autoscaling never sees them (docs/views.md).
 
+A trend opened late is drawn with what the hub remembers at once: the first
+samples of each attribute come with the hub's shared history from before them
+(``recall``, columnar, see :mod:`tango_bokeh.history`), turned into rows in one
+numpy pass and sent with those samples in the series' first stream (binary).
+The trend tells the hub how much history to keep for it (its time window).
+
 Times are plotted in the server's local time zone (bokeh's datetime axis shows
 UTC, so timestamps are shifted by the local UTC offset before they are sent).
 """
@@ -31,8 +37,9 @@ import csv
 import io
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from bokeh.core.properties import value
@@ -76,6 +83,10 @@ UNDRAWN_NOTICE = (
     "marked ◆ NaN, ▲ +∞ or too high, ▼ -∞ or too low, at the last value drawn"
 )
 _INVALID = QUALITY_CODES[Quality.INVALID]
+#: Palette code of each quality, in the order of the hub history's quality column
+#: (``tango_bokeh.history.QUALITIES``, which is ``tuple(Quality)``).
+_HISTORY_CODES = np.asarray([QUALITY_CODES.get(q, _INVALID) for q in Quality], dtype=np.uint8)
+_HISTORY_INVALID = list(Quality).index(Quality.INVALID)
 
 #: Markers only for points whose quality is not VALID (quality code 0).
 _ABNORMAL = """
@@ -214,6 +225,7 @@ class _Series:
     y_range_name: str = "default"
     rows_streamed: int = 0  # a counter, for tests and curiosity
     losses: int | None = None  # lost + queue_full + lost_estimate as last seen (None: not yet)
+    recalled: int | None = None  # rows drawn from the hub's history (None: none offered yet)
     dropped_at: float | None = None  # when events were last found dropped (epoch s)
 
 
@@ -266,6 +278,8 @@ class Trend(PanelView):
         self._now = -math.inf  # time of the latest update
         #: x0, x1, y of the carry segments and g, the y of the invisible ones of series in a gap
         self._sent = np.full((len(_CARRY), len(self.attributes)), np.nan)
+        #: Per attribute: how to tell the hub how much history to keep for this trend.
+        self._keepers: dict[str, Callable[[float | None], None]] = {}
 
     # -- options that controls change -------------------------------------------
 
@@ -290,6 +304,8 @@ class Trend(PanelView):
         self._history_seconds = max(1.0, float(seconds))
         if self._model is not None:
             self._figure.x_range.follow_interval = self._history_seconds * 1000.0
+        for keep in self._keepers.values():
+            keep(self._history_seconds)
 
     @property
     def resolution(self) -> float:
@@ -609,7 +625,10 @@ class Trend(PanelView):
                 series.carry = math.nan  # a retired series is not carried to "now"
                 series = successor
             self._count_losses(series, state, now)
+            earlier = self._recalled(series, samples, now) if samples else None
             new = self._rows(series, samples) if samples and series.problem is None else None
+            if earlier is not None:  # one stream: what the hub remembers, then the new rows
+                new = earlier if new is None else _joined(earlier, new, self._history_points)
             self._apply(series, new, now_ms)
         self._carry_to(now_ms)
         self._refresh_banner()
@@ -731,6 +750,65 @@ class Trend(PanelView):
             "q": np.asarray(codes, dtype=np.uint8),
         }
 
+    def _recalled(
+        self, series: _Series, samples: Sequence[Sample], now: float
+    ) -> dict[str, np.ndarray] | None:
+        """Rows for the hub's history from before ``samples``, the first time it comes.
+
+        The same rows :meth:`_rows` would make of those samples one by one (gaps, quality
+        codes, marks of undrawn values), made in one numpy pass over the history's
+        columns, inside the window and the point limit.
+        """
+        recall: Any = getattr(samples, "recall", None)
+        if recall is None or series.recalled is not None:
+            return None
+        keep = getattr(samples, "keep", None)
+        if keep is not None:
+            self._keepers[series.attribute] = keep
+            keep(self._history_seconds)
+        series.recalled = 0
+        if series.problem is not None or not len(recall.t):
+            return None
+        recall = recall.since(now - self._history_seconds)
+        t, v, q, f = (
+            c[-self._history_points :] for c in (recall.t, recall.v, recall.q, recall.flags)
+        )
+        n = len(t)
+        if not n:
+            return None
+        bad = (f != 0) | (q == _HISTORY_INVALID)  # error, stale, no value, not a number
+        off = self.off_scale
+        with np.errstate(invalid="ignore"):
+            undrawn = ~bad & (np.isnan(v) | (v >= off) | (v <= -off))
+        drawn = ~(bad | undrawn)
+        gap = ~drawn
+        gap_before = np.concatenate(([series.in_gap], gap[:-1]))
+        row = drawn | (gap & ~gap_before)  # a value, or the NaN row where a gap starts
+        codes = _HISTORY_CODES[q]
+        codes[bad] = _INVALID
+        y = np.where(drawn, v, math.nan)
+        last_drawn = np.maximum.accumulate(np.where(drawn, np.arange(n), -1))
+        if undrawn.any():
+            marks = []
+            for i in np.flatnonzero(undrawn):
+                before = last_drawn[i]
+                at = float(v[before]) if before >= 0 else series.last_y
+                number = float(v[i])
+                marker = undrawable(number, off) or "diamond"
+                marks.append((float(t[i]), at, format_number(number), marker))
+            self._mark(series, marks)
+            series.undrawn_at = marks[-1][0]
+        if last_drawn[-1] >= 0:
+            series.last_y = float(v[last_drawn[-1]])
+        series.in_gap = bool(gap[-1])
+        rows_t = to_display_ms(t[row])
+        if not math.isnan(series.last_t):
+            rows_t = np.maximum(rows_t, series.last_t)
+        series.last_t = float(rows_t[-1])
+        series.carry = math.nan if series.in_gap else float(y[row][-1])
+        series.recalled = int(row.sum())
+        return {"t": rows_t, "y": y[row], "q": codes[row]}
+
     def _mark(self, series: _Series, marks: list[tuple[float, float, str, str]]) -> None:
         """Stream the marks of undrawn values (one update of the series' mark source)."""
         drawn = [m for m in marks if not math.isnan(m[1])]  # nothing drawn yet: no place
@@ -851,3 +929,8 @@ class Trend(PanelView):
                 stamp += f".{int(t % 1000):03d}"
                 writer.writerow([s.attribute, s.label, stamp, shown, quality])
         return out.getvalue()
+
+
+def _joined(first: dict[str, np.ndarray], then: dict[str, np.ndarray], limit: int) -> dict:
+    """Rows of ``first`` followed by those of ``then``, the newest ``limit`` of them."""
+    return {key: np.concatenate((first[key], then[key]))[-limit:] for key in first}
