@@ -51,14 +51,12 @@ from bokeh.server.contexts import ApplicationContext
 from bokeh.server.session import ServerSession
 from bokeh.server.tornado import BokehTornado
 from bokeh.server.util import check_allowlist
-from bokeh.server.views.autoload_js_handler import AutoloadJsHandler
-from bokeh.server.views.session_handler import SessionHandler
-from bokeh.server.views.ws import WSHandler
 from tornado.httputil import HTTPServerRequest
 from tornado.log import access_log
 from tornado.web import OutputTransform, RequestHandler
 
 from .auth import USER_COOKIE, Access
+from .internals import AutoloadJsHandler, SessionHandler, WSHandler, handler_class
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +208,8 @@ class GuardedTornado(BokehTornado):
             served = f"this server does not serve {request.host!r}"
             return self._refuse(request, "host", 421, served)
         delegate = super().find_handler(request, **kwargs)
-        handler = getattr(delegate, "handler_class", None)
-        if isinstance(handler, type) and issubclass(handler, SessionHandler):
+        handler = handler_class(delegate)
+        if handler is not None and issubclass(handler, SessionHandler):
             refusal = self._check_page(request, handler)
             if refusal is not None:
                 return refusal
@@ -308,9 +306,11 @@ class GuardedTornado(BokehTornado):
         """tornado's access log, except that a failing probe is news, not a server error."""
         if handler.request.path == "/healthz" and handler.get_status() == 503:
             access_log.warning(
-                "%d %s (%.0f ms): the health check fails",
+                "%d %s %s (%s) (%.0f ms): the health check fails",
                 handler.get_status(),
-                handler._request_summary(),
+                handler.request.method,
+                handler.request.uri,
+                handler.request.remote_ip,
                 1000.0 * handler.request.request_time(),
             )
             return

@@ -498,7 +498,7 @@ class Serving:
         self._stopping.set()
         log.info("stopping the dashboard server (pid %d)", os.getpid())
         app = self.tornado_app
-        for context in list(app._applications.values()):
+        for context in list(app.applications.values()):
             for session in list(context.sessions):
                 session_context = session.document.session_context
                 if session_context is not None:
