@@ -28,6 +28,8 @@ from bokeh.document.events import (
 )
 from tornado.ioloop import IOLoop
 
+from .internals import intercept_change_events
+
 if TYPE_CHECKING:
     from bokeh.document import Document
     from bokeh.document.events import DocumentChangedEvent
@@ -141,9 +143,7 @@ class ForeignChanges:
         self._lock = threading.Lock()
         self._pending: list[DocumentChangedEvent] = []
         self.routed = 0  # events that came from other threads
-        callbacks = doc.callbacks
-        self._dispatch = callbacks.trigger_on_change
-        callbacks.trigger_on_change = self._route  # type: ignore[method-assign]
+        self._dispatch = intercept_change_events(doc, self._route)
 
     def _route(self, event: DocumentChangedEvent) -> None:
         if threading.current_thread() is self._thread or isinstance(event, self._PASS_THROUGH):
