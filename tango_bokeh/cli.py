@@ -211,6 +211,48 @@ def _log_audit(path: Path | None) -> None:
     audit.addHandler(handler)
 
 
+class ByteSize(click.ParamType):
+    """A number of bytes: ``0``, ``500000``, ``64k``, ``256M``, ``1.5G`` (powers of 1024)."""
+
+    name = "size"
+    _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20,
+              "mib": 2**20, "g": 2**30, "gb": 2**30, "gib": 2**30}  # fmt: skip
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        number = text.rstrip("abgikm ")
+        unit = text[len(number) :].strip()
+        try:
+            size = float(number) * self._UNITS[unit]
+        except (KeyError, ValueError):
+            self.fail(f"{value!r} is not a size: write e.g. 0, 64M or 1G", param, ctx)
+        if not 0 <= size < 2**50:
+            self.fail(f"{value!r} is not a size between 0 and 1P", param, ctx)
+        return int(size)
+
+
+def _history_budget_option(fn):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--history-budget",
+        type=ByteSize(),
+        default="256M",
+        show_default=True,
+        metavar="SIZE",
+        help="Memory the shared recent history of every attribute may take together (what "
+        "a trend opened late is drawn with at once; 0: none). The biggest histories are "
+        "cut first.",
+    )(fn)
+
+
+def _set_history_budget(size: int) -> None:
+    """The budget of the hub each serving process creates (after any fork)."""
+    from .hub import Hub
+
+    Hub.default_history_budget = size
+
+
 class DashboardsInvalid(click.ClickException):
     """Dashboard files with problems: one problem per line, exit code 1."""
 
@@ -288,6 +330,7 @@ def serve_options(fn):  # type: ignore[no-untyped-def]
 @click.option("--check-only", is_flag=True, help="Validate and check the files, then exit.")
 @click.option("--check-timeout", type=float, default=60.0, show_default=True, metavar="S",
               help="Give up the attribute check after this many seconds.")  # fmt: skip
+@_history_budget_option
 def serve(
     files: tuple[Path, ...],
     port: int,
@@ -311,6 +354,7 @@ def serve(
     check: bool,
     check_only: bool,
     check_timeout: float,
+    history_budget: int,
 ) -> None:
     """Serve dashboard FILES (YAML), one URL path per file (its name), until Ctrl-C."""
     from .dashboard.check import check_in_subprocess
@@ -362,6 +406,7 @@ def serve(
         state_dir=secrets_dir,
         audit_log=audit_log,
     )
+    _set_history_budget(history_budget)
     sys.exit(_serve_dashboards(list(files), options, users))
 
 
@@ -393,6 +438,7 @@ DEMO_DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "demo.y
     help="Users file allowing logins for writes and commands.",
 )
 @click.option("--no-motion", is_flag=True, help="Leave the motors still.")  # fmt: skip
+@_history_budget_option
 def demo(
     state_dir: Path,
     port: int,
@@ -403,6 +449,7 @@ def demo(
     dashboards: tuple[Path, ...],
     users: Path | None,
     no_motion: bool,
+    history_budget: int,
 ) -> None:
     """The simulated beamline and its dashboard, until Ctrl-C."""
     from .dashboard.demo import DemoMotion
@@ -428,6 +475,7 @@ def demo(
         if not no_motion and system.start_servers:
             motion = DemoMotion(system.tango_host).start()
         options = ServeOptions(address=address, port=http_port, state_dir=state_dir)
+        _set_history_budget(history_budget)
         _serve_dashboards(files, options, users)
     finally:
         click.echo("Stopping ...")
