@@ -19,9 +19,10 @@ import threading
 import weakref
 from typing import Any
 
-import bokeh.document.document as bokeh_document
 from bokeh.application.handlers.document_lifecycle import DocumentLifecycleHandler
 from tornado.ioloop import IOLoop
+
+from .internals import route_document_collections, session_document
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ COLLECTOR = CoalescedCollector()
 def _run_session_destroyed_callbacks(session_context: Any) -> None:
     """bokeh's own handler of a Document's ``on_session_destroyed`` callbacks, minus its
     collection, which goes to :data:`COLLECTOR` instead."""
-    document = session_context._document
+    document = session_document(session_context)
     callbacks, document.session_destroyed_callbacks = document.session_destroyed_callbacks, set()
     for callback in callbacks:
         try:
@@ -89,14 +90,16 @@ def _run_session_destroyed_callbacks(session_context: Any) -> None:
 
 class SessionLifecycle(DocumentLifecycleHandler):
     """The Document lifecycle handler our applications use: bokeh's, with the
-    collection coalesced. bokeh adds its own only to applications without one."""
+    collection coalesced. bokeh adds its own only to applications without one.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._on_session_destroyed = _run_session_destroyed_callbacks
+    It overrides the public ``Handler.on_session_destroyed`` hook (bokeh's own
+    sets a private ``_on_session_destroyed`` that this hook calls)."""
+
+    async def on_session_destroyed(self, session_context: Any) -> None:
+        _run_session_destroyed_callbacks(session_context)
 
 
 def coalesce_collections() -> CoalescedCollector:
     """Route ``Document.destroy``'s collection through :data:`COLLECTOR` (idempotent)."""
-    bokeh_document.gc = COLLECTOR  # type: ignore[assignment]
+    route_document_collections(COLLECTOR)
     return COLLECTOR
