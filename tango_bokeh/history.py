@@ -188,6 +188,9 @@ class History:
         if not self._numeric:
             self._extend_frames(samples, first)
             return
+        if n == 1:  # the common case (a poll, a drain of one event): no array made
+            self._append(samples[0])
+            return
         t, v, q, f = _columns(samples)
         np.maximum(t, self._last_t, out=t)
         np.maximum.accumulate(t, out=t)  # error samples carry our clock: keep the order
@@ -203,12 +206,38 @@ class History:
         self._end += n
         self._start = max(self._start, self._end - self._cap)
 
+    def _append(self, sample: Sample) -> None:
+        """:meth:`extend` for one sample, with Python scalars."""
+        when, value, quality, error, stale = sample
+        flags = (error is not None) | (stale << 1)
+        if value is None:
+            number, flags = math.nan, flags | NONE
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError, OverflowError):
+                number, flags = math.nan, flags | OTHER
+        if when < self._last_t:
+            when = self._last_t
+        self._last_t = when
+        self._make_room(1, 1, when - self.window)
+        i = self._end % self._cap
+        self._t[i], self._v[i], self._q[i], self._f[i] = when, number, _CODE.get(quality, 1), flags
+        self._end += 1
+        if self._end - self._start > self._cap:
+            self._start = self._end - self._cap
+
     def _make_room(self, n: int, inside: int, cutoff: float) -> None:
         """Grow (budget allowing) if the rows inside the window (time ``cutoff`` on) would not
         fit with ``n`` new ones, ``inside`` of which are in the window."""
-        self.enforce()
-        if self._end - self._start + n <= self._cap:
+        if self.quota is not None:
+            self.enforce()
+        held = self._end - self._start
+        if held + n <= self._cap:
             return
+        over = held + n - self._cap  # the oldest rows that new ones would overwrite
+        if over <= held and self._t[(self._start + over - 1) % self._cap] < cutoff:
+            return  # they left the window
         needed = self._rows_after(cutoff) + inside
         if needed <= self._cap:
             return  # the oldest rows left the window: they are overwritten
