@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +155,9 @@ class HdbppWriter:
         """Insert ``(tango_time, value, quality, error)`` rows; a row whose time is already
         there is replaced (HDB++'s primary key is the attribute and ``data_time``)."""
         recv = time.time() if recv is None else recv
+        recv = _microseconds(recv)
         values = [
-            (att_id, t, recv, None if v is None else _number(v), q,
+            (att_id, _microseconds(t), recv, None if v is None else _number(v), q,
              None if e is None else self._error_id(e))
             for t, v, q, e in rows
         ]  # fmt: skip
@@ -172,6 +174,12 @@ class HdbppWriter:
                     [field for r in chunk for field in r],
                 )
         return len(values)
+
+
+def _microseconds(t: float) -> Decimal:
+    """A Tango time as HDB++ keeps it (DATETIME(6)): rounded to the microsecond, exactly
+    (a float given to FROM_UNIXTIME would be cut, not rounded)."""
+    return Decimal(f"{t:.6f}")
 
 
 def _number(value: Any) -> float | int:

@@ -24,6 +24,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ from .archive import (
     normalise_name,
 )
 
+#: Half the archive's resolution (DATETIME(6)): bounds are compared this loosely.
+HALF_US = 5e-7
 DEFAULT_PORTS = {"mariadb": 3306, "timescaledb": 5432}
 MARIADB_READER = "pyhdbpp.mariadb.MariaDBReader"
 TIMESCALE_READER = "pyhdbpp.timescaledb.TimescaleDbReader"
@@ -269,7 +272,9 @@ class HdbppArchive:
             self._sql("SELECT 1", {})  # raises ArchiveUnavailable when that is what happened
             raise ArchiveUnavailable(f"{self.name}: reading {attribute} returned no rows")
         t, value, quality = self._arrays([(r[0], r[1], r[2]) for r in found])
-        return columns_for(attribute, start, end, t, value, quality, max_points)
+        # The archive keeps microseconds: a bound given as a float may be a hair off them.
+        got = columns_for(attribute, start - HALF_US, end + HALF_US, t, value, quality, max_points)
+        return replace(got, start=start, end=end)
 
     def _read_generic(
         self, attribute: str, start: float, end: float, max_points: int
