@@ -219,3 +219,48 @@ def test_add_user_command(tmp_path: Path):
         input="short\n", capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert short.returncode == 1 and "at least 8 characters" in short.stderr
+
+
+def test_archive_key_names_the_reader_and_never_the_password(tmp_path: Path, monkeypatch):
+    head = "title: x\npanels: [{trend: {attributes: [mot1/Position]}}]\n"
+    assert parse(head).model.archive is None  # nothing given: pyhdbpp's own default later
+    model = parse(
+        head + "archive:\n  reader: mariadb\n  host: hdb.example.org\n  port: 3307\n"
+        "  database: hdbpp\n  user: reader\n  password_env: HDBPP_PASSWORD\n  timeout: 5 s\n"
+    ).model
+    config = model.archive.config()
+    assert (config.reader, config.host, config.port, config.database, config.user) == (
+        "mariadb", "hdb.example.org", 3307, "hdbpp", "reader",
+    )  # fmt: skip
+    assert config.timeout == 5.0
+    monkeypatch.setenv("HDBPP_PASSWORD", "s3cret")
+    assert config.password() == "s3cret"
+    (tmp_path / "pw").write_text("from-file\n")
+    by_file = parse(
+        head + f"archive: {{reader: mariadb, host: h, database: d, user: u, "
+        f"password_file: {tmp_path / 'pw'}}}\n"
+    ).model.archive.config()
+    assert by_file.password() == "from-file"
+    assert parse(head + "archive: {reader: default}\n").model.archive.config().reader == "default"
+
+    def problem(archive: str) -> str:
+        (message,) = problems(head + archive + "\n")
+        return message
+
+    assert "d.yaml:3: archive: never write the archive's password in the file" in problem(
+        "archive: {reader: mariadb, host: h, database: d, user: u, password: hunter2}"
+    )
+    assert "hunter2" not in problem("archive: {reader: mariadb, password: hunter2}")
+    assert "reader mariadb needs database, user" in problem("archive: {reader: mariadb, host: h}")
+    assert "remove host" in problem("archive: {reader: default, host: h}")
+    assert "archive.reader: Input should be 'mariadb', 'timescaledb' or 'default'" in problem(
+        "archive: {reader: oracle}"
+    )
+    assert "archive.password_env: '1X': expected an environment variable's name" in problem(
+        "archive: {reader: mariadb, host: h, database: d, user: u, password_env: 1X}"
+    )
+    assert "password_env or password_file, not both" in problem(
+        "archive: {reader: mariadb, host: h, database: d, user: u, password_env: A, "
+        "password_file: /f}"
+    )
+    assert "archive.colour: unknown key" in problem("archive: {reader: default, colour: red}")

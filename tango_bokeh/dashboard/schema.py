@@ -10,9 +10,10 @@ is checked separately, by :mod:`tango_bokeh.dashboard.check`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..tango.archive import ArchiveConfig
 from ..tango.names import InvalidName, parse_name
 from ..views.kinds import ViewKind, kinds
 from ..views.options import (  # noqa: F401 - parse_duration and the bounds are this module's API too
@@ -218,6 +220,68 @@ Panel = create_model(
 Panel.model_rebuild()
 
 
+def _database_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_$]{1,64}", value):
+        raise ValueError(f"{value!r}: expected a database name (letters, digits, _ and $)")
+    return value
+
+
+def _variable_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
+        raise ValueError(f"{value!r}: expected an environment variable's name, e.g. HDBPP_PASSWORD")
+    return value
+
+
+class ArchiveSettings(Strict):
+    """``archive:``: where the HDB++ archive of this dashboard's attributes is (docs/archive.md).
+
+    ``reader: default`` (or no ``archive:`` key) takes pyhdbpp's own default, the ``HDB++``
+    free properties of the Tango database. The password is never in the file:
+    ``password_env`` names an environment variable, ``password_file`` a file.
+    """
+
+    reader: Literal["mariadb", "timescaledb", "default"] = "default"
+    host: Annotated[str, Field(min_length=1, max_length=MAX_NAME)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    database: Annotated[str, AfterValidator(_database_name)] | None = None
+    user: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    password_env: Annotated[str, AfterValidator(_variable_name)] | None = None
+    password_file: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    timeout: Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=120)] = 10.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("password" in data or "passwd" in data):
+            raise ValueError(
+                "never write the archive's password in the file: "
+                "use password_env (an environment variable) or password_file"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> ArchiveSettings:
+        given = [k for k in ("host", "port", "database", "user") if getattr(self, k) is not None]
+        secret = [k for k in ("password_env", "password_file") if getattr(self, k) is not None]
+        if self.reader == "default":
+            if given or secret:
+                raise ValueError(
+                    f"reader default takes its connection from the Tango database: "
+                    f"remove {', '.join(given + secret)} or name the reader (mariadb, timescaledb)"
+                )
+            return self
+        missing = [k for k in ("host", "database", "user") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"reader {self.reader} needs {', '.join(missing)}")
+        if len(secret) > 1:
+            raise ValueError("give password_env or password_file, not both")
+        return self
+
+    def config(self) -> ArchiveConfig:
+        """What :func:`tango_bokeh.tango.archive.open_archive` takes."""
+        return ArchiveConfig.from_mapping(self.model_dump())
+
+
 class Dashboard(Strict):
     """A whole dashboard file."""
 
@@ -227,6 +291,7 @@ class Dashboard(Strict):
     refresh: Refresh = 1.0  # seconds between page updates
     poll_period: PollPeriod | None = None  # default client polling period of this dashboard
     panels: list[Panel] = Field(min_length=1)
+    archive: ArchiveSettings | None = None  # HDB++ history (docs/archive.md)
 
     def walk(self) -> Iterator[tuple[tuple[str | int, ...], Panel]]:
         """Every panel (containers too) with its key path, depth first."""
