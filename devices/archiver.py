@@ -36,16 +36,17 @@ from .mariadb import MariaDB
 log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).resolve().parent / "hdbpp" / "create_hdb++_mysql_innodb.sql"
-#: Scalar numbers of the simulated beamline that the demo archives.
+#: Scalar numbers of the simulated beamline that the demo archives (each sends events:
+#: HDB++ archives nothing else).
 DEMO_ARCHIVED = (
     "sim/motor/1/Position",
     "sim/motor/2/Position",
     "sim/beam/current/Current",
     "sim/counter/1/Counts",
-    "sim/temp/1/Temperature",
-    "sim/temp/2/Temperature",
     "sim/faulty/1/Value",
 )
+#: Synthetic past the demo starts with (hours, rows per second).
+DEMO_BACKFILL = (2.0, 1.0)
 ROW = tuple[float, Any, int, str | None]  # Tango time, value (None: none), quality, error
 
 
@@ -271,6 +272,10 @@ class Archiver:
     def full_name(self, attribute: str) -> str:
         return f"tango://{self.tango_host}/{attribute}".lower()
 
+    def table(self, name: str) -> str:
+        """The HDB++ table of an archived attribute (its full name)."""
+        return self._tables[name][1]
+
     def start(self) -> Archiver:
         import tango
 
@@ -377,3 +382,91 @@ class _Callback:
         if data is not None and not np.isscalar(data):
             return  # spectra and images: not archived here
         self.out.put((self.name, (value.time.totime(), data, int(value.quality), None)))
+
+
+class DemoArchive:
+    """The demo's archive (``tango-bokeh sim --archive``): a fresh MariaDB in ``where``
+    with HDB++'s schema, :data:`DEMO_BACKFILL` of synthetic past for :data:`DEMO_ARCHIVED`
+    (ending at each attribute's present value), the :class:`Archiver` on their events,
+    pyhdbpp's default reader set in the Tango database, the password in ``where/password``.
+    """
+
+    def __init__(
+        self,
+        where: Path,
+        tango_host: str,
+        attributes: Sequence[str] = DEMO_ARCHIVED,
+        backfill: tuple[float, float] = DEMO_BACKFILL,
+    ) -> None:
+        self.where = Path(where)
+        self.tango_host = tango_host
+        self.attributes = list(attributes)
+        self.hours, self.rate = backfill
+        self.db: MariaDB | None = None
+        self.archiver: Archiver | None = None
+        self.rows = 0
+
+    @property
+    def password_file(self) -> Path:
+        return self.where / "password"
+
+    def start(self) -> DemoArchive:
+        import shutil
+
+        import tango
+
+        if self.where.exists():  # synthetic history: every run starts afresh
+            shutil.rmtree(self.where)
+        self.db = start_archive(self.where)
+        try:
+            connection = Connection.of(self.db)
+            self.password_file.write_text(connection.password + "\n")
+            self.password_file.chmod(0o600)
+            self.archiver = Archiver(connection, self.tango_host, self.attributes).start()
+            now = time.time()
+            writer = HdbppWriter(connection)
+            try:
+                for seed, attribute in enumerate(self.attributes):
+                    name = self.archiver.full_name(attribute)
+                    data_type = self.archiver.table(name).removeprefix("att_")
+                    device, attr = attribute.rsplit("/", 1)
+                    proxy = tango.DeviceProxy(f"tango://{self.tango_host}/{device}")
+                    try:
+                        present = float(proxy.read_attribute(attr).value)
+                    except (tango.DevFailed, TypeError, ValueError):
+                        present = 0.0
+                    scale = max(abs(present) * 0.02, 0.5)
+
+                    def past(t: np.ndarray, seed: int = seed, present: float = present,
+                             scale: float = scale) -> np.ndarray:  # fmt: skip
+                        shape = synthetic(t, seed)
+                        return present + scale * (shape - shape[-1])
+
+                    self.rows += backfill(
+                        writer, name, data_type, now - 3600 * self.hours, now, self.rate, past
+                    )
+            finally:
+                writer.close()
+            set_default_reader(self.tango_host, connection)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def describe(self) -> str:
+        assert self.db is not None
+        return (
+            f"HDB++ archive: MariaDB at {self.db.host}:{self.db.port}, database "
+            f"{self.db.database}, user {self.db.user}, password in {self.password_file}\n"
+            f"  archived: {', '.join(self.attributes)}\n"
+            f"  {self.rows} rows of synthetic past ({self.hours:g} h), then live events\n"
+            "  pyhdbpp's default reader is set in the Tango database (free properties HDB++)"
+        )
+
+    def stop(self) -> None:
+        if self.archiver is not None:
+            self.archiver.stop()
+            self.archiver = None
+        if self.db is not None:
+            self.db.stop()
+            self.db = None

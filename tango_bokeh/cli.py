@@ -114,19 +114,43 @@ def main(verbose: int) -> None:
     help="Address the device servers listen on (0.0.0.0: every interface, e.g. in a container "
     "whose devices other containers use).",
 )
+@click.option(
+    "--archive",
+    is_flag=True,
+    help="Also run an HDB++ archive (a private MariaDB in the state directory) of the "
+    "beamline's numbers, filled with hours of synthetic past then live events "
+    "(docs/archive.md).",
+)
 def sim(
-    state_dir: Path, port: int, embedded: bool | None, no_servers: bool, server_address: str
+    state_dir: Path,
+    port: int,
+    embedded: bool | None,
+    no_servers: bool,
+    server_address: str,
+    archive: bool,
 ) -> None:
     """Run the simulated beamline until Ctrl-C."""
     embedded = embedded if embedded is not None else not os.environ.get("TANGO_HOST")
     system = _start_control_system(state_dir, port, embedded, no_servers, server_address)
+    hdbpp = None
     try:
         _print_control_system(system)
+        if archive:
+            from tango_bokeh_devices.archiver import DemoArchive
+
+            click.echo("Starting the HDB++ archive ...")
+            try:
+                hdbpp = DemoArchive(state_dir.resolve() / "hdbpp", str(system.tango_host)).start()
+            except (OSError, RuntimeError, ImportError) as exc:
+                raise click.ClickException(f"the HDB++ archive did not start: {exc}") from None
+            click.echo(hdbpp.describe())
         click.echo("Running; press Ctrl-C to stop.")
         sys.stdout.flush()
         _wait_for_signal()
     finally:
         click.echo("Stopping ...")
+        if hdbpp is not None:
+            hdbpp.stop()
         system.stop()
         click.echo("Stopped.")
 

@@ -311,3 +311,61 @@ def test_the_fake_archive_behaves_like_the_real_one():
     with pytest.raises(ArchiveUnavailable):
         fake.read("sim/motor/1/Position", t[0], t[-1], 200)
     assert [r[0] for r in fake.reads][-1] == "sim/motor/1/Position"
+
+
+@pytest.mark.timeout(300)
+def test_sim_archive_starts_a_filled_archive_and_stops_it(tmp_path: Path):
+    """``tango-bokeh sim --archive``: hours of past at once, live rows after, all stopped."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    env = {k: v for k, v in os.environ.items() if k != "TANGO_HOST"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tango_bokeh.cli", "sim", "--archive", "--state-dir",
+         str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        lines: list[str] = []
+        while not any("press Ctrl-C" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "sim --archive exited:\n" + "".join(lines)
+            lines.append(line)
+        out = "".join(lines)
+        assert "HDB++ archive: MariaDB at 127.0.0.1:" in out, out
+        password = tmp_path / "hdbpp" / "password"
+        assert password.stat().st_mode & 0o777 == 0o600
+        port = int(out.split("HDB++ archive: MariaDB at 127.0.0.1:")[1].split(",")[0])
+        config = ArchiveConfig(reader="mariadb", host="127.0.0.1", port=port, database="hdbpp",
+                               user="hdbpp", password_file=str(password))  # fmt: skip
+        reader = open_archive(config)
+        try:
+            now = time.time()
+            past = reader.read("sim/motor/1/Position", now - 7200, now, 800)
+            assert past.decimated and past.rows >= 7000  # 2 h at 1 Hz, at once
+            before = past.rows
+            wait_for(
+                lambda: reader.read("sim/counter/1/Counts", now - 1, time.time(), 800).rows >= 3,
+                timeout=60,
+                what="live archive events of the counter",
+            )
+            assert reader.read("sim/motor/1/Position", now - 7200, time.time(), 800).rows >= before
+        finally:
+            reader.close()
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("mariadbd" in c.name() for c in children)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(90) == 0
+        wait_for(
+            lambda: not any(c.is_running() and c.status() != "zombie" for c in children),
+            timeout=30,
+            what="every child process gone, MariaDB included",
+        )
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
