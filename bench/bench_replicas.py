@@ -154,8 +154,14 @@ PER_WORKER = 50
 WARM_UP = 6.0
 
 
-def worker(url: str, first: int, count: int, seconds: float) -> None:
-    """Child process: open ``count`` viewers and read their websockets, acknowledging ticks."""
+def worker(
+    url: str, first: int, count: int, seconds: float, routes: list[str] | None = None
+) -> None:
+    """Child process: open ``count`` viewers and read their websockets, acknowledging ticks.
+
+    ``routes``: the viewers' route cookies (to place them on chosen replicas), else new
+    random ones. ``seconds`` <= 0: read until a second line (or the end) on stdin.
+    """
     _patch_bokeh_client()
     # bokeh's client reads its websocket only inside its blocking calls, by a recursion
     # that overflows after a few hundred messages: read every viewer's here, in a loop,
@@ -172,8 +178,9 @@ def worker(url: str, first: int, count: int, seconds: float) -> None:
                 viewer.session._handle_patch(message)
 
     viewers = []
-    for index in range(first, first + count):
-        viewers.append(Viewer(url, index, f"v{index}-{os.urandom(4).hex()}"))
+    for k, index in enumerate(range(first, first + count)):
+        route = routes[k] if routes else f"v{index}-{os.urandom(4).hex()}"
+        viewers.append(Viewer(url, index, route))
         assert _loop is not None
         _loop.add_callback(read, viewers[-1])  # runs while the next viewers open
     assert _loop is not None
@@ -187,7 +194,11 @@ def worker(url: str, first: int, count: int, seconds: float) -> None:
             window["end"] = time.monotonic() + WARM_UP + seconds
             loop.call_later(WARM_UP + seconds + 0.5, loop.stop)
 
-        loop.add_callback(go)
+        if seconds > 0:
+            loop.add_callback(go)
+        else:
+            sys.stdin.readline()  # until told to stop
+            loop.add_callback(loop.stop)
 
     threading.Thread(target=wait_for_go, daemon=True).start()
     loop.start()
@@ -291,7 +302,8 @@ def run(replicas: int, viewers: int, seconds: float) -> dict:
 def main() -> None:
     if sys.argv[1:2] == ["--worker"]:
         url, first, count, seconds = sys.argv[2:6]
-        worker(url, int(first), int(count), float(seconds))
+        routes = json.loads(Path(sys.argv[6]).read_text()) if len(sys.argv) > 6 else None
+        worker(url, int(first), int(count), float(seconds), routes)
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replicas", type=int, default=3)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -29,6 +30,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -249,6 +251,50 @@ def browser() -> Iterator[object]:
 
 
 @pytest.mark.timeout(3000)
+def test_a_notebook_in_the_stacks_jupyterlab_shows_a_live_panel(stack: Stack, browser):
+    """The quickstart notebook, opened in the stack's JupyterLab through its published port.
+
+    Its monitoring cell runs in the container's kernel against the stack's Tango database;
+    the panel's bokeh server (inside the kernel, on the container's loopback) is reached
+    through jupyter-server-proxy at the published port only, and its plot gets live data.
+    Runs before the test that takes the stack down (the module's one stack).
+    """
+    from .test_jupyterlab import NotebookPage, Traffic, run_monitoring_cell
+
+    token = (stack.secrets / "jupyter_token").read_text().strip()
+    # The name the compose file gives the notebook panels (TANGO_BOKEH_EXTERNAL_URL).
+    jupyter = f"http://localhost:{stack.jupyter_port}/"
+    wait_for(lambda: _get(f"{jupyter}api/status?token={token}")[0] == 200, timeout=120,
+             interval=1, what="JupyterLab in the stack")  # fmt: skip
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    try:
+        page = context.new_page()
+        traffic = Traffic(page)
+        page.goto(f"{jupyter}lab/tree/quickstart.ipynb?token={token}")
+        notebook = NotebookPage(page)
+        run_monitoring_cell(
+            notebook,
+            "from the stack's JupyterLab",
+            lambda: (
+                f"websockets: {traffic.websockets}\nconsole: {traffic.console[-20:]}\n"
+                f"jupyterlab log: {stack('logs', '--tail', '40', 'jupyterlab', check=False).stdout}"
+            ),
+        )
+        # the kernel's own account: the hub's channels and what each received
+        hub = notebook.output_text(notebook.run("from tango_bokeh import Hub"))
+    finally:
+        context.close()
+    # Every request of the page went to the published port; the panel's websocket through
+    # jupyter-server-proxy (the kernel's bokeh server is not published).
+    ports = {urlparse(u).port for u in traffic.urls}
+    assert ports == {stack.jupyter_port}, traffic.urls
+    panels = [u for u in traffic.websockets if "/proxy/" in u]
+    assert panels and any(traffic.frames[u] > 1 for u in panels), traffic.frames
+    current = re.search(r"sim/beam/current/current\s.*?received=(\d+)", hub.lower())
+    assert current and int(current.group(1)) > 0, hub  # the stack's beamline, acquired
+
+
+@pytest.mark.timeout(3000)
 def test_the_compose_stack_serves_live_dashboards_and_leaves_nothing(stack: Stack, browser):
     # Every service is up; the dashboards tier has its replicas.
     services = stack("ps", "--services").stdout.split()
@@ -260,6 +306,7 @@ def test_the_compose_stack_serves_live_dashboards_and_leaves_nothing(stack: Stac
     assert status == 200 and b'"ok"' in body
     assert headers.get("Set-Cookie", "").startswith("tango_bokeh_route="), headers
     assert _get(f"http://127.0.0.1:{stack.jupyter_port}/api")[0] == 200  # JupyterLab answers
+    # (a notebook's live panel in it: test_a_notebook_in_the_stacks_jupyterlab_shows_a_live_panel)
 
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     try:
