@@ -146,6 +146,9 @@ class HdbppArchive:
                     "database": config.database,
                     "user": config.user,
                     "password": config.password(),
+                    # pyhdbpp 2.1.3 takes a second connection while holding the first:
+                    # its default pool of one fails every read ("pool exhausted").
+                    "connection_pool_max_conn": 4,
                 },
             )
         else:
@@ -288,7 +291,8 @@ class HdbppArchive:
             raise
         except Exception as exc:
             raise _unavailable(self.name, exc) from None
-        t, value, quality = self._arrays([(_epoch(r[0]), r[1], r[2]) for r in found or ()])
+        # (time, value_r[, value_w], quality, error): the quality is next to last.
+        t, value, quality = self._arrays([(_epoch(r[0]), r[1], r[-2]) for r in found or ()])
         return columns_for(attribute, start, end, t, value, quality, max_points)
 
     @staticmethod
