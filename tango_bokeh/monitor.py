@@ -20,28 +20,14 @@ of failing the whole page.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import logging
 import re
-import time
-import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from bokeh.layouts import column, row
-from bokeh.models import (
-    Button,
-    ColumnDataSource,
-    CustomJS,
-    Div,
-    LayoutDOM,
-    Select,
-    Slider,
-    Toggle,
-)
+from bokeh.models import Button, Div, LayoutDOM, Select, Slider, Toggle
 
 from .hub import Hub
 from .session import Session
@@ -51,6 +37,7 @@ from .tango.sample import Sample
 from .views.auto import AutoView, view_for
 from .views.banner import Banner, Level, Problem, attribute_problem
 from .views.base import AttributeState, View
+from .views.export import Download, Export
 from .views.palette import ERROR_TEXT, MODE_COLORS, MODE_TEXT, STALE_COLOR
 from .views.style import FONT, PANEL_STYLES
 from .views.table import ValueTable
@@ -74,27 +61,6 @@ PAGE_STYLES = {
     "font-family": FONT,
 }
 
-#: Browser side of "export": turn the payload the server put in a hidden source into a file.
-_DOWNLOAD = """
-const data = source.data
-if (!data.payload || data.payload.length == 0 || !data.payload[0]) return
-const payload = data.payload[0]
-let blob
-if (data.encoding[0] == "base64") {
-    const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0))
-    blob = new Blob([bytes], {type: data.mime[0]})
-} else {
-    blob = new Blob([payload], {type: data.mime[0]})
-}
-const url = URL.createObjectURL(blob)
-const link = document.createElement("a")
-link.href = url
-link.download = data.filename[0]
-document.body.appendChild(link)
-link.click()
-setTimeout(() => { URL.revokeObjectURL(url); link.remove() }, 1000)
-"""
-
 
 class Notice(View):
     """A panel for an item that could not become a view (e.g. a malformed name)."""
@@ -117,19 +83,6 @@ class Notice(View):
         states: Mapping[str, AttributeState],
     ) -> None:
         """Nothing to update: the panel only shows its message."""
-
-
-@dataclass(frozen=True)
-class Export:
-    """What the export button hands to the browser."""
-
-    filename: str
-    mime: str
-    payload: bytes
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "view"
 
 
 class MonitorSession(Session):
@@ -158,10 +111,8 @@ class MonitorSession(Session):
         self.layout = layout
         self.ncols = max(1, int(ncols))
         self.panels: list[View] = []
-        self._broken: set[int] = set()  # views whose last update raised
         self._last: dict[str, Sample] = {}
         self._status_html = ""
-        self._exports = 0
         super().__init__(name, callback_period=callback_period, hub=hub)
         try:
             for item in items:
@@ -241,12 +192,8 @@ class MonitorSession(Session):
         self.freeze_toggle.on_change("active", self._on_freeze)
         self.clear_button = Button(label="Clear", width=80, align="end")
         self.clear_button.on_click(self.clear)
-        self._download = ColumnDataSource(
-            data={"filename": [], "mime": [], "encoding": [], "payload": []}
-        )
-        self._download.js_on_change(
-            "data", CustomJS(args={"source": self._download}, code=_DOWNLOAD)
-        )
+        self._downloader = Download()
+        self._download = self._downloader.source
         self.export_button = Button(
             label="⬇ Export CSV",
             width=120,
@@ -308,19 +255,7 @@ class MonitorSession(Session):
         self._refresh_status(self.states())
 
     def _on_export(self) -> None:
-        export = self.export()
-        self._exports += 1
-        text_like = export.mime == "text/csv"
-        self._download.data = {
-            "filename": [export.filename],
-            "mime": [export.mime],
-            "encoding": ["text" if text_like else "base64"],
-            "payload": [
-                export.payload.decode()
-                if text_like
-                else base64.b64encode(export.payload).decode("ascii")
-            ],
-        }
+        self._downloader.send(self.export())
 
     def set_view_option(self, name: str, value: Any) -> None:
         """Set a view option (``history_points``, ``history_seconds``) on every view taking it."""
@@ -330,71 +265,23 @@ class MonitorSession(Session):
             elif hasattr(view, name):
                 setattr(view, name, value)
 
-    def clear(self) -> None:
-        """Forget what every view displays (new data keeps coming)."""
-        for view in self.panels:
-            try:
-                view.clear()
-            except Exception:
-                log.exception("clearing %r", view)
+    # -- tick (the loop itself is Session.on_samples) ----------------------------------
 
-    def csv_files(self) -> dict[str, str]:
-        """What is displayed, as one CSV text per view (file name -> text)."""
-        files: dict[str, str] = {}
-        for index, view in enumerate(self.panels):
-            text = view.to_csv()
-            if not text:
-                continue
-            name = _slug(view.title or "_".join(view.attributes) or f"view{index}")
-            while f"{name}.csv" in files:
-                name += f"_{index}"
-            files[f"{name}.csv"] = text
-        return files
+    @property
+    def views(self) -> list[View]:
+        """The panels, in page order (notices of names that could not become views included)."""
+        return list(self.panels)
 
-    def export(self) -> Export:
-        """One CSV when one view has data, else a zip holding one CSV per view."""
-        files = self.csv_files()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        if len(files) == 1:
-            ((name, text),) = files.items()
-            return Export(f"{name[:-4]}-{stamp}.csv", "text/csv", text.encode())
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, text in files.items():
-                archive.writestr(name, text)
-        return Export(f"{_slug(self.title)}-{stamp}.zip", "application/zip", buffer.getvalue())
+    def export_title(self) -> str:
+        return self.title
 
-    # -- tick ------------------------------------------------------------------------
-
-    def clock(self) -> float:
-        """The time views are drawn up to ("now"); a hook for simulations and benchmarks."""
-        return time.time()
-
-    def on_samples(self, batch: Mapping[str, Sequence[Sample]]) -> None:
-        now = self.clock()
-        states = self.states()
+    def after_update(
+        self, batch: Mapping[str, Sequence[Sample]], states: Mapping[str, AttributeState]
+    ) -> None:
         for name, samples in batch.items():
             if samples:
                 self._last[name] = samples[-1]
-        for index, view in enumerate(self.panels):
-            try:
-                view.update(batch, now, states)
-            except Exception as exc:
-                log.exception("view %r failed to update", view)
-                self._broken.add(index)
-                self._report(view, f"this view failed to update: {type(exc).__name__}: {exc}")
-            else:
-                if index in self._broken:
-                    self._broken.discard(index)
-                    self._report(view, None)
         self._refresh_status(states)
-
-    @staticmethod
-    def _report(view: View, text: str | None) -> None:
-        try:
-            view.show_problem(text)
-        except Exception:
-            log.exception("view %r cannot show its problem", view)
 
     def _refresh_status(self, states: Mapping[str, AttributeState]) -> None:
         """The status line: one chip per attribute; sent only when its text changes."""
@@ -459,4 +346,4 @@ def _chip(color: str, text: str, tip: str = "") -> str:
     )
 
 
-__all__ = ["Export", "MonitorSession", "Notice"]
+__all__ = ["Export", "MonitorSession", "Notice"]  # Export: from views.export, kept here too

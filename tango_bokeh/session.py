@@ -13,12 +13,19 @@ subscribed with :meth:`Session.subscribe`, through the process-wide
 :class:`~tango_bokeh.hub.Hub`; :meth:`Session.close` is the one place where
 they are released, and it is idempotent. Tango threads never touch the
 Document: the periodic tick drains the hub cursors on the Document's loop.
+
+:meth:`Session.on_samples` is the one place where samples reach views, for
+every front end (notebook panels, dashboard pages): one policy for a view
+that fails (its panel says so, logged once per change, the tick goes on).
+Freeze, clear and export are the session's too. Which thread each method may
+be called from is written on it (:mod:`tango_bokeh.threads`).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import logging
 import threading
 import time
@@ -28,7 +35,9 @@ from uuid import uuid4
 
 from .hub import Cursor, Hub
 from .tango.sample import Sample
-from .views.base import AttributeState
+from .tango.state import AttributeState
+from .threads import ANY, LOOP, any_thread, contract, document_thread, loop_only
+from .views.export import Export, csv_files, export_views
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -38,12 +47,16 @@ log = logging.getLogger(__name__)
 #: The shortest period the periodic callback may have, in seconds.
 MIN_CALLBACK_PERIOD = 0.1
 MAX_CALLBACK_PERIOD = 3600.0
+#: The front end :meth:`Session.open` shows a session with, found by name when first used:
+#: front ends sit above sessions (they import them), so a session never imports one.
+FRONT_END = "tango_bokeh.notebook"
 
 
 class View(Protocol):
     """What a session hands new samples to (see :class:`tango_bokeh.views.base.View`)."""
 
     attributes: tuple[str, ...]
+    title: str | None
 
     def update(
         self,
@@ -51,6 +64,10 @@ class View(Protocol):
         now: float,
         states: Mapping[str, AttributeState],
     ) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def to_csv(self) -> str: ...
 
 
 class Session:
@@ -68,6 +85,17 @@ class Session:
 
     _registry: ClassVar[dict[str, Session]] = {}
     _registry_lock: ClassVar[threading.RLock] = threading.RLock()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's override keeps the thread contract of the method it overrides."""
+        super().__init_subclass__(**kwargs)
+        for name, method in list(vars(cls).items()):
+            inherited = getattr(Session, name, None)
+            if callable(method) and inherited is not None and contract(method) is None:
+                if contract(inherited) == LOOP:
+                    setattr(cls, name, loop_only(method))
+                elif contract(inherited) == ANY:
+                    setattr(cls, name, any_thread(method))
 
     def __init__(
         self,
@@ -89,6 +117,9 @@ class Session:
         self._cursors: dict[str, Cursor] = {}
         self._views: list[View] = []
         self._on_close: list[Callable[[], None]] = []
+        self._loop_thread: int | None = None  # the thread of the Document's loop, once attached
+        self._frozen = False
+        self._failures: dict[int, str] = {}  # id(view) -> why its last update failed
         self.ticks = 0
         self.last_tick_duration = 0.0
         self._replace(self._name)
@@ -272,16 +303,16 @@ class Session:
     # -- lifecycle --------------------------------------------------------------
 
     def open(self, **kwargs: Any) -> None:
-        """Show the session in the current notebook cell."""
-        from .notebook import show_session
+        """Show the session in the current notebook cell (:data:`FRONT_END`'s ``show_session``)."""
+        importlib.import_module(FRONT_END).show_session(self, **kwargs)
 
-        show_session(self, **kwargs)
-
+    @loop_only
     def attach(self, doc: Document) -> None:
-        """Give the session its Document (called by the front end that created it)."""
+        """Give the session its Document (called by the front end, on the Document's loop)."""
         if self._closed:
             raise RuntimeError(f"session {self._name!r} is closed")
         self._doc = doc
+        self._loop_thread = threading.get_ident() if doc.session_context is not None else None
         if doc.session_context is not None:
             doc.on_session_destroyed(self._on_session_destroyed)
         self.setup_document()
@@ -291,10 +322,12 @@ class Session:
     def _on_session_destroyed(self, _context: Any) -> None:
         self.close()
 
+    @any_thread
     def on_close(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the session closes (front ends release their resources)."""
         self._on_close.append(callback)
 
+    @any_thread
     def close(self) -> None:
         """Release every Tango subscription, callback and Document; safe to call twice."""
         with self._state_lock:
@@ -311,6 +344,7 @@ class Session:
         # A closed session holds no Document, view or data: IPython's Out may keep it.
         doc, periodic = self._doc, self._periodic
         self._doc, self._periodic, self._views = None, None, []
+        self._failures = {}
         if doc is not None:
             self._in_document(lambda: self._cleanup_document(doc, periodic), doc)
         callbacks, self._on_close = self._on_close, []
@@ -329,6 +363,7 @@ class Session:
         except Exception:  # the Document may be half destroyed already
             log.debug("clearing the document of %r", self, exc_info=True)
 
+    @loop_only
     def setup_document(self) -> None:
         """Build the page: add roots to :attr:`document` (default: nothing)."""
 
@@ -337,34 +372,38 @@ class Session:
     def periodic_callback_enabled(self) -> bool:
         return self._callback_period is not None
 
+    @any_thread
     def start(self) -> None:
         """Start the periodic activity."""
         self.resume()
 
+    @any_thread
     def stop(self) -> None:
         """Stop the periodic activity."""
         self.pause()
 
+    @any_thread
     def pause(self) -> None:
         """Suspend the periodic callback (data keeps arriving in the hub, bounded)."""
         self._suspended = self._paused = True
-        self._in_document(lambda: self._set_periodic(None))
+        self._set_periodic(None)
 
+    @any_thread
     def resume(self) -> None:
         """Resume the periodic callback at :attr:`callback_period`."""
         if self._closed:
             return
         self._suspended = self._paused = False
-        period = self._callback_period
-        self._in_document(lambda: self._set_periodic(period))
+        self._set_periodic(self._callback_period)
 
+    @any_thread
     def update_callback_period(self, period: float | None) -> None:
         """Change the period of a running periodic callback."""
         self.callback_period = period
         if not self._suspended:
-            period = self._callback_period
-            self._in_document(lambda: self._set_periodic(period))
+            self._set_periodic(self._callback_period)
 
+    @document_thread
     def _set_periodic(self, period: float | None) -> None:
         doc = self._doc
         if doc is None:
@@ -380,9 +419,17 @@ class Session:
         if not self._suspended:
             self.tick()
 
+    @loop_only
     def tick(self) -> None:
-        """Drain the hub cursors and update the views once (on the Document's thread)."""
+        """Drain the hub cursors and update the views once (on the Document's thread).
+
+        While :attr:`frozen`, the cursors are left alone (new samples wait in
+        the hub's bounded rings) and only :meth:`periodic_callback` runs.
+        """
         if self._closed:
+            return
+        if self._frozen:
+            self.periodic_callback()
             return
         started = time.perf_counter()
         batch: dict[str, list[Sample]] = {}
@@ -397,19 +444,106 @@ class Session:
             self.ticks += 1
             self.last_tick_duration = time.perf_counter() - started
 
+    def clock(self) -> float:
+        """The time views are drawn up to ("now"); a hook for simulations and benchmarks."""
+        return time.time()
+
+    @loop_only
     def on_samples(self, batch: Mapping[str, Sequence[Sample]]) -> None:
-        """New samples since the previous tick, per attribute; default: hand them to the views."""
-        if not self._views:
+        """New samples since the previous tick, per attribute: the one place they reach views.
+
+        Each view gets the batch, the time and every attribute's state. A view
+        whose update raises says so in its own panel (``show_problem``), logged
+        once per change of its error, and the other views and the tick go on;
+        when it updates again, its panel is cleared. Then :meth:`after_update`.
+        """
+        views = self.views
+        if not views:
             return
-        now = time.time()
+        now = self.clock()
         states = self.states()
-        for view in self._views:
+        for view in views:
+            self._update_view(view, batch, now, states)
+        self.after_update(batch, states)
+
+    def _update_view(
+        self,
+        view: View,
+        batch: Mapping[str, Sequence[Sample]],
+        now: float,
+        states: Mapping[str, AttributeState],
+    ) -> None:
+        key = id(view)
+        try:
             view.update(batch, now, states)
+        except Exception as exc:
+            text = f"this panel failed to update: {type(exc).__name__}: {exc}"
+            if self._failures.get(key) != text:
+                log.exception("%s: %r failed to update", self.log_name(), view)
+                self._failures[key] = text
+                _show_problem(view, text)
+        else:
+            if self._failures.pop(key, None) is not None:
+                log.info("%s: %r updates again", self.log_name(), view)
+                _show_problem(view, None)
+
+    def after_update(
+        self, batch: Mapping[str, Sequence[Sample]], states: Mapping[str, AttributeState]
+    ) -> None:
+        """After the views had this tick's samples (a status line...); default: nothing."""
+
+    def log_name(self) -> str:
+        """How log lines name this session."""
+        return f"{type(self).__name__} {self._name}"
 
     def periodic_callback(self) -> None:
         """Periodic activity of a subclass, after :meth:`on_samples` (default: nothing)."""
 
+    # -- freeze, clear, export (what every front end offers) ------------------------
+
+    @property
+    def frozen(self) -> bool:
+        """The views hold what they show (see :meth:`freeze`)."""
+        return self._frozen
+
+    @any_thread
+    def freeze(self, frozen: bool = True) -> None:
+        """Hold what the views show; new data waits in the hub (bounded) until unfrozen.
+
+        Unlike :meth:`pause`, the tick goes on for the session's own periodic
+        work (a dashboard page still checks its login every tick).
+        """
+        self._frozen = bool(frozen)
+
+    @document_thread
+    def clear(self) -> None:
+        """Forget what every view displays (new data keeps coming)."""
+        for view in self.views:
+            try:
+                view.clear()
+            except Exception:
+                log.exception("%s: clearing %r", self.log_name(), view)
+
+    def export_title(self) -> str:
+        """The name of an export holding several views (a zip)."""
+        return self._name
+
+    def csv_files(self) -> dict[str, str]:
+        """What is displayed, as one CSV text per view (file name -> text)."""
+        return csv_files(self.views)
+
+    def export(self) -> Export:
+        """One CSV when one view has data, else a zip holding one CSV per view."""
+        return export_views(self.views, self.export_title())
+
     # -- Document access from anywhere ------------------------------------------
+
+    def on_document_thread(self) -> bool:
+        """True on the Document's loop, or when there is no loop (no Document, a bare one)."""
+        doc = self._doc
+        if doc is None or doc.session_context is None or self._loop_thread is None:
+            return True
+        return threading.get_ident() == self._loop_thread
 
     def _in_document(self, callback: Callable[[], None], doc: Document | None = None) -> None:
         doc = doc if doc is not None else self._doc
@@ -423,24 +557,38 @@ class Session:
         except (AttributeError, RuntimeError, ValueError):
             log.debug("document of %r is gone", self)
 
+    @any_thread
     def safe_document_modifications(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the Document's loop, with the Document locked (from any thread)."""
         if self.ready:
             self._in_document(callback)
 
+    @any_thread
     def timeout_callback(self, callback: Callable[[], None], timeout: float) -> None:
         """Run ``callback`` on the Document's loop after ``timeout`` seconds (from any thread)."""
+        if self.ready:
+            self._add_timeout(callback, timeout)
+
+    @document_thread
+    def _add_timeout(self, callback: Callable[[], None], timeout: float) -> None:
+        # bokeh's timers (tornado's call_later) may only be set on the Document's own loop
         doc = self._doc
-        if not self.ready or doc is None:
+        if doc is None:
             return
+        try:
+            doc.add_timeout_callback(callback, int(1000 * timeout))
+        except (AttributeError, RuntimeError, ValueError):
+            log.debug("document of %r is gone", self)
 
-        def add() -> None:  # bokeh's timers may only be set on the Document's own thread
-            try:
-                doc.add_timeout_callback(callback, int(1000 * timeout))
-            except (AttributeError, RuntimeError, ValueError):
-                log.debug("document of %r is gone", self)
 
-        self._in_document(add, doc)
+def _show_problem(view: Any, text: str | None) -> None:
+    show = getattr(view, "show_problem", None)
+    if show is None:
+        return
+    try:
+        show(text)
+    except Exception:
+        log.exception("view %r cannot show its problem", view)
 
 
 atexit.register(Session.close_all)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+
+# Methods meant for a Document's loop raise when called off it (tango_bokeh/threads.py);
+# set before tango_bokeh is imported, and inherited by the servers the tests start.
+os.environ.setdefault("TANGO_BOKEH_CHECK_THREADS", "1")
 
 from tango_bokeh.app import ThreadedServer, session_application
 from tango_bokeh.hub import Hub

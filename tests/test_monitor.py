@@ -62,7 +62,7 @@ def test_bad_items_and_failing_views_stay_in_their_panels(hub: Hub):
     assert hub.stats().consumers == 2  # one cursor per attribute; the malformed name: none
     _tick_until(session, lambda: counts.inner is not None, "the counter's view")
     _tick_until(session, lambda: len(counts.inner._series[0].source.data["t"]) >= 3, "counts")
-    assert "this view failed to update: RuntimeError: boom" in broken.problem_text
+    assert "this panel failed to update: RuntimeError: boom" in broken.problem_text
     _tick_until(session, lambda: "API_AttrNotFound" in wrong.problem_text, "the wrong name's error")
     assert "failed" in session.status_text and "invalid name" in session.status_text
     session.close()

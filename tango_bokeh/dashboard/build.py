@@ -13,16 +13,15 @@ import contextlib
 import html
 import logging
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bokeh.core.templates import get_env
-from bokeh.models import Column, Div, LayoutDOM, Row, TabPanel, Tabs
+from bokeh.models import Button, Column, Div, LayoutDOM, Row, TabPanel, Tabs, Toggle
 
 from ..hub import Hub
 from ..session import Session
-from ..tango.sample import Sample
+from ..views.export import Download
 from ..views.kinds import kinds
 from . import resume
 from .auth import ANONYMOUS, Viewer, login_link
@@ -94,7 +93,6 @@ class DashboardSession(Session):
         self.can_login = can_login
         self.controls: list[Controls] = []
         self._built: dict[tuple[str | int, ...], Any] = {}  # panel path -> view or error text
-        self._broken: set[Any] = set()  # views whose last update raised
         self._panel_views: list[Any] = []
         self._pending: list[tuple[str, float | None]] = []  # subscriptions not made yet
         period = dashboard.model.refresh if ticking else None
@@ -153,22 +151,11 @@ class DashboardSession(Session):
                 log.warning("%s: cannot subscribe %s: %s", self.dashboard.path, attribute, exc)
         return bool(self._pending)
 
-    def on_samples(self, batch: Mapping[str, Sequence[Sample]]) -> None:
-        """Hand the samples to every view; a view that raises shows it, the others go on."""
-        now = time.time()
-        states = self.states()
-        for view in self._panel_views:
-            try:
-                view.update(batch, now, states)
-            except Exception as exc:
-                if view not in self._broken:
-                    log.exception("%s: a view failed to update", self.dashboard.path)
-                self._broken.add(view)
-                _show_problem(view, f"this panel failed to update: {type(exc).__name__}: {exc}")
-            else:
-                if view in self._broken:
-                    self._broken.discard(view)
-                    _show_problem(view, None)
+    def log_name(self) -> str:
+        return str(self.dashboard.path)
+
+    def export_title(self) -> str:
+        return self.dashboard.title
 
     def tick(self) -> None:
         """A tick, unless the page has not applied the earlier ones yet (see :mod:`.pace`)."""
@@ -202,7 +189,7 @@ class DashboardSession(Session):
         resume.install(doc, f"/{self.dashboard.name}")
         self.pace = Pace(self.dashboard.model.refresh)
         self.pace.install(doc)
-        body = [self._header()]
+        body = [self._header(), self._toolbar()]
         body += [
             self._layout(("panels", i), panel)
             for i, panel in enumerate(self.dashboard.model.panels)
@@ -236,6 +223,32 @@ class DashboardSession(Session):
             name="dashboard-header",
         )
         return self._header_div
+
+    def _toolbar(self) -> LayoutDOM:
+        """Freeze, clear and export, as a notebook panel has them (the session's own features)."""
+        self._downloader = Download()
+        self.freeze_toggle = Toggle(label="❚❚ Freeze", active=False, width=110,
+                                    name="dashboard-freeze")  # fmt: skip
+        self.freeze_toggle.on_change("active", self._on_freeze)
+        clear = Button(label="Clear", width=80, name="dashboard-clear")
+        clear.on_click(self.clear)
+        export = Button(label="⬇ Export CSV", width=120, button_type="primary",
+                        tags=[self._downloader.source], name="dashboard-export")  # fmt: skip
+        export.on_click(lambda: self._downloader.send(self.export()))
+        return Row(
+            Div(sizing_mode="stretch_width"),
+            self.freeze_toggle,
+            clear,
+            export,
+            sizing_mode="stretch_width",
+            styles={"gap": "6px"},
+            name="dashboard-toolbar",
+        )
+
+    def _on_freeze(self, _attr: str, _old: Any, active: bool) -> None:
+        self.freeze(active)
+        self.freeze_toggle.label = "▶ Resume" if active else "❚❚ Freeze"
+        self.freeze_toggle.button_type = "warning" if active else "default"
 
     def _header_text(self) -> str:
         model = self.dashboard.model
@@ -339,15 +352,6 @@ class DashboardSession(Session):
             content.name = content.name or key
             return content
         return Column(*parts, sizing_mode="stretch_width", styles={"gap": "0"}, name=key)
-
-
-def _show_problem(view: Any, text: str | None) -> None:
-    show = getattr(view, "show_problem", None)
-    if show is not None:
-        try:
-            show(text)
-        except Exception:
-            log.exception("view %r cannot show its problem", view)
 
 
 def panel_key(path: tuple[str | int, ...]) -> str:

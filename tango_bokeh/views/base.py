@@ -12,26 +12,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from bokeh.models import LayoutDOM
 
-from ..tango.modes import Mode
-from ..tango.polling import PollRate
-from ..tango.sample import AttributeInfo, Sample
+from ..tango.sample import Sample
+from ..tango.state import AttributeState  # re-exported: views and their tests import it here
 
-
-@dataclass(frozen=True)
-class AttributeState:
-    """What a view may know about an attribute besides its samples."""
-
-    name: str  # as the user wrote it
-    info: AttributeInfo | None  # None until acquisition has read the configuration
-    mode: Mode  # change/periodic/archive event, poll, pending (retrying), failed
-    status: str | None  # why it is pending/failed (a Tango error text), else None
-    lost: int = 0  # samples this reader lost to ring overflow so far
-    queue_full: int = 0  # times Tango's event queue was found full (events lost before the hub)
-    poll: PollRate | None = None  # under client polling: how often it is read, and why
+__all__ = ["AttributeState", "View"]
 
 
 class View(abc.ABC):
