@@ -252,6 +252,16 @@ def test_the_running_cell_comes_from_the_kernel_s_parent_message(monkeypatch):
     assert notebook.current_execution() == (None, None)
 
 
+def test_the_kernel_learns_its_jupyter_server_s_pid(monkeypatch):
+    from jupyter_client import launcher
+
+    assert '"JPY_PARENT_PID"' in inspect.getsource(launcher), broke(
+        "jupyter_client's launcher", "no longer sets JPY_PARENT_PID for the kernel"
+    )
+    monkeypatch.setenv("JPY_PARENT_PID", "1234")
+    assert notebook.jupyter_parent_pid() == "1234"
+
+
 # -- documents changed from other threads ------------------------------------------------
 
 

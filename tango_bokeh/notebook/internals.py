@@ -15,6 +15,7 @@ Jupyter behind their public API: add a function here, with its test, instead.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +165,16 @@ def current_execution() -> tuple[str | None, str | None]:
     cell_id = (parent.get("metadata") or {}).get("cellId")
     msg_id = (parent.get("header") or {}).get("msg_id")
     return (str(cell_id) if cell_id else None), (str(msg_id) if msg_id else None)
+
+
+def jupyter_parent_pid() -> str | None:
+    """The process id of the Jupyter server that started this kernel, when known.
+
+    Why: the notebook page's origin is that server's; the runtime directory lists
+    every Jupyter server of the user. jupyter_client 8.10 (``launcher.launch_kernel``)
+    sets ``JPY_PARENT_PID`` in the kernel's environment, an undocumented convention.
+    """
+    return os.environ.get("JPY_PARENT_PID") or None
 
 
 # -- documents changed from other threads ----------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urljoin, urlparse
 
 from .config import UrlFunction, settings
+from .internals import jupyter_parent_pid
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def _local_jupyter_servers() -> list[dict[str, Any]]:
     except Exception:  # a broken runtime dir must not break plotting
         log.debug("listing Jupyter servers", exc_info=True)
         return []
-    parent = os.environ.get("JPY_PARENT_PID")
+    parent = jupyter_parent_pid()
     mine = [s for s in servers if parent and str(s.get("pid")) == parent]
     return mine or servers
 
