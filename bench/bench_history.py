@@ -4,7 +4,7 @@
         [--minutes 10] [--rate 10] [--attributes 500] [--hours 1]
 
 * **open**: a real bokeh server (this process) and Debian's Chromium. A page of
-  ``--trends`` trends (one attribute each, 10 min window) on a hub whose
+  ``--trends`` trends (one attribute each, 1 h window) on a hub whose
   attributes have ``--minutes`` of history at ``--rate`` Hz and keep arriving at
   that rate. Measured: time from ``page.goto`` to every trend holding its
   history (and from the page's first render), and the bytes the page's
@@ -104,7 +104,7 @@ def open_page(trends: int, minutes: float, rate: float, naive: bool) -> dict[str
             super()._apply(series, new, now_ms)
 
     acquisition = SyntheticAcquisition()
-    hub = Hub(acquisition)
+    hub = Hub(acquisition, history_window=3600.0)  # all of it in every window, however late
     names = _names(trends)
     keepers = [hub.subscribe(name) for name in names]  # the hub acquires before the page
     count = int(minutes * 60 * rate)
@@ -134,7 +134,7 @@ def open_page(trends: int, minutes: float, rate: float, naive: bool) -> dict[str
     kind = NaiveTrend if naive else Trend
 
     def make() -> MonitorSession:
-        views = [kind(name, history_seconds=600.0) for name in names]
+        views = [kind(name, history_seconds=3600.0) for name in names]
         return MonitorSession(*views, hub=hub, callback_period=0.5, layout="grid", ncols=4)
 
     server = ThreadedServer({"/history": session_application(lambda _doc: make())}).start()
@@ -157,7 +157,7 @@ def open_page(trends: int, minutes: float, rate: float, naive: bool) -> dict[str
                 "() => window.Bokeh && Bokeh.documents.length > 0 && "
                 "Bokeh.documents[0].roots().length > 0",
                 polling="raf",
-                timeout=120_000,
+                timeout=600_000,
             )
             rendered = time.perf_counter()
             page.wait_for_function(
@@ -167,9 +167,9 @@ def open_page(trends: int, minutes: float, rate: float, naive: bool) -> dict[str
                       && m.data.t && m.data.y && m.data.q && m.data.t.length >= rows);
                   return full.length >= n;
                 }""",
-                arg=[trends, int(count * 0.99)],
+                arg=[trends, count],
                 polling="raf",
-                timeout=120_000,
+                timeout=600_000,
             )
             drawn = time.perf_counter()
             browser.close()

@@ -272,6 +272,36 @@ def test_a_trend_opened_late_is_drawn_with_the_past_in_one_binary_stream(hub: Hu
         session.close()
 
 
+@pytest.mark.tango
+def test_a_notebook_panel_chosen_automatically_opens_filled(hub: Hub):
+    """``monitor("...Counts")``: the trend chosen once the configuration is known gets the past."""
+    early = hub.subscribe(COUNTS)
+    seen = read_until(early, 30, "30 samples before the panel exists")
+    session = MonitorSession(COUNTS, hub=hub, callback_period=None)  # an AutoView
+    try:
+        session.attach(Document())
+        panel = session.panels[0]
+        wait_for(lambda: (session.tick(), panel.inner)[1], what="the view chosen")
+        trend = panel.inner
+        assert isinstance(trend, Trend)
+        wait_for(lambda: (session.tick(), trend._series[0].recalled)[1], what="the past drawn")
+        assert trend._series[0].recalled >= len(seen) - 1
+    finally:
+        session.close()
+
+
+def test_history_budget_option_takes_sizes():
+    from click.testing import CliRunner
+
+    from tango_bokeh.cli import ByteSize, main
+
+    assert [ByteSize().convert(v, None, None) for v in ("0", "64k", "256M", "1.5G")] == [
+        0, 64 * 2**10, 256 * 2**20, 3 * 2**29,
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, ["serve", "x.yaml", "--history-budget", "lots"])
+    assert result.exit_code == 2 and "'lots' is not a size" in result.output
+
+
 def test_a_trend_fills_gaps_and_marks_from_history_as_from_samples():
     """The one-pass fill makes the rows the sample-by-sample path makes."""
     now = time.time()
