@@ -9,7 +9,8 @@ per tick with new samples) and how far the newest sample's Tango time moves.
 The baseline is the same panel with the kernel idle, measured in the same run;
 then the same window while a cell runs synchronous Python that never yields to
 the kernel's loop: ``time.sleep`` in a loop, numpy (``eigvals`` of 200x200
-matrices), and pure Python (a generator sum). Prints updates per second and
+matrices), pure Python (a generator sum) and blocking PyTango reads (a scan's
+``read_attribute`` calls, back to back). Prints updates per second and
 Tango seconds per wall second for each, and the ratio busy / idle (target
 ≥ 0.9). Before the notebook server had a thread of its own the ratio was 0.
 """
@@ -35,6 +36,8 @@ BUSY = {
     "python": "sum(i * i for i in range(300_000))",
     # numpy's eigvals (LAPACK geev) holds the GIL for its whole run: nothing else runs
     "gil-held": "numpy.linalg.eigvals(numpy.random.rand(200, 200))",
+    # a scan's blocking PyTango calls, back to back: a read of the counter the panel shows
+    "tango": 'counter.read_attribute("Counts")',
 }
 
 
@@ -171,6 +174,7 @@ def main() -> None:
             kernel.execute_interactive(
                 f"{args.setup}\nimport time, numpy\nfrom tango_bokeh.notebook import monitor\n"
                 "A = numpy.random.rand(400, 400)\n"
+                'import tango\ncounter = tango.DeviceProxy("sim/counter/1")\n'
                 f'panel = monitor("sim/counter/1/Counts", period={args.period})',
                 output_hook=output_hook,
                 timeout=60,
