@@ -369,3 +369,26 @@ def test_sim_archive_starts_a_filled_archive_and_stops_it(tmp_path: Path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("data_type", "spike"), [("scalar_devfloat_ro", 123.456), ("scalar_devlong_rw", 99999)]
+)
+def test_decimation_of_floats_and_integers_keeps_spikes(archive, archive_db, data_type, spike):
+    """FLOAT columns print 6 digits and integers are not doubles: spikes must survive both."""
+    name = f"tango://archive.test:10000/test/types/1/{data_type}"
+    end = float(int(time.time()) - 7200)
+    t = end - 3000 + np.arange(3000, dtype=np.float64)
+    value = np.round(10 * np.sin(t / 100.0), 0 if "long" in data_type else 3)
+    value[1717] = spike
+    writer = HdbppWriter(Connection.of(archive_db))
+    try:
+        att_id, table = writer.add(name, data_type)
+        writer.insert(att_id, table, [(a, b, 0, None) for a, b in zip(t, value, strict=True)])
+    finally:
+        writer.close()
+    got = archive.read(name, t[0], t[-1], max_points=100)
+    assert got.decimated and len(got) <= 200
+    hit = np.flatnonzero(np.isclose(got.value, spike, rtol=1e-6))
+    assert len(hit) == 1 and abs(got.t[hit[0]] - t[1717]) < 1e-6
+    assert np.isclose(got.value.min(), value.min(), rtol=1e-6)

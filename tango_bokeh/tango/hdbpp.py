@@ -56,13 +56,16 @@ _RANGE = (
 #: Each pixel column's minimum, maximum and number of rows: one pass over the range of
 #: the primary key.
 _EXTREMES = (
-    "SELECT MIN(value_r), MAX(value_r), COUNT(*) FROM {table} WHERE " + _RANGE + " "
+    "SELECT MIN(CAST(value_r AS DOUBLE)), MAX(CAST(value_r AS DOUBLE)), COUNT(*) "
+    "FROM {table} WHERE " + _RANGE + " "
     "GROUP BY FLOOR((UNIX_TIMESTAMP(data_time) - %(t0)s) / %(dt)s)"
 )
-#: The rows holding one of those values (or none): a second pass, few rows sent.
+#: The rows holding one of those values (or none): a second pass, few rows sent. Values
+#: compare as DOUBLE on both sides (a FLOAT column's own text form has 6 digits only).
 _CANDIDATES = (
-    "SELECT CAST(UNIX_TIMESTAMP(data_time) AS DOUBLE), value_r, quality FROM {table} "
-    "WHERE " + _RANGE + " AND (value_r IN ({values}) OR value_r IS NULL)"
+    "SELECT CAST(UNIX_TIMESTAMP(data_time) AS DOUBLE), CAST(value_r AS DOUBLE), quality "
+    "FROM {table} WHERE " + _RANGE + " AND (CAST(value_r AS DOUBLE) IN ({values}) "
+    "OR value_r IS NULL)"
 )
 
 
