@@ -8,7 +8,7 @@ browser only through the hub's proxy and the user's server
 (``/user/tester/proxy/<bokeh port>/``), with the hub's login cookie, and keep
 showing live values, with nothing configured for tango_bokeh: the hub knows
 its public URL and gives it to the user server. Then, through the same hub, a
-panel keeps receiving new data while another cell is busy for 20 s (a blocking
+panel keeps receiving new data while another cell is busy for 25 s (a blocking
 PyTango scan, then pure Python), and re-running the panel's cell leaves nothing
 behind in the kernel or the page. Every process (hub, proxy, user server,
 kernel) is stopped by PID or process group.
@@ -77,8 +77,8 @@ from .test_jupyterlab import (  # noqa: E402
     run_monitoring_cell,
 )
 
-#: How long each busy cell runs (s); the panel is read twice during it.
-BUSY_SECONDS = 20
+#: How long each busy cell runs (s); the panel is read three times during it.
+BUSY_SECONDS = 25
 #: A panel with the scanned motor; its counter and beam current change all the time.
 PANEL = (
     'panel = monitor("sim/counter/1/Counts", "sim/beam/current/Current", "sim/motor/1/Position",'
@@ -296,7 +296,7 @@ def busy_notebook(hub: Hub, tmp_path: Path) -> Iterator[tuple[Any, NotebookPage,
 
 @pytest.mark.timeout(600)
 def test_panel_live_through_the_hub_while_a_cell_is_busy(jupyterhub: Hub, tmp_path: Path):
-    """A blocking PyTango scan, then pure Python, each 20 s in a cell: the panel keeps
+    """A blocking PyTango scan, then pure Python, each 25 s in a cell: the panel keeps
     receiving new data through the hub's proxy. Re-running the panel's cell in between
     leaves one session, one server session, one handle and one BokehJS document; closing
     the session from the kernel frees the page and leaves nothing in the kernel."""
