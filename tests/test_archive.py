@@ -29,6 +29,7 @@ from tango_bokeh.tango.archive import (
     ArchiveUnavailable,
     FakeArchive,
     NotArchived,
+    NotConfigured,
     NotPlottable,
     decimate_minmax,
     open_archive,
@@ -251,6 +252,9 @@ def test_pyhdbpp_default_reader_from_the_tango_database(
     finally:
         db.delete_property("HDB++", ["DefaultSchema", "hdbpp"])
     np.testing.assert_allclose(got.t, t[:100], rtol=0, atol=1e-6)
+    # Nothing configured at all: said so, distinct from an archive that is down.
+    with pytest.raises(NotConfigured, match="no archive configured"):
+        open_archive()
 
 
 @pytest.mark.timeout(240)

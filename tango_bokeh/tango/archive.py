@@ -53,6 +53,10 @@ class ArchiveUnavailable(ArchiveError):
     """The archive did not answer (down, unreachable, or slower than its timeout)."""
 
 
+class NotConfigured(ArchiveError):
+    """No archive is configured (nothing given, and pyhdbpp has no default reader)."""
+
+
 class NotPlottable(ArchiveError):
     """The attribute is archived, but not as numbers a trend can draw (strings, arrays)."""
 

@@ -35,6 +35,7 @@ from .archive import (
     ArchiveError,
     ArchiveUnavailable,
     NotArchived,
+    NotConfigured,
     NotPlottable,
     columns_for,
     decimate_minmax,
@@ -121,10 +122,13 @@ class HdbppArchive:
         timed = _reader_class()
         timed.timeout = config.timeout
         if config.reader == "default":
-            default = pyhdbpp.get_default_reader()
+            try:
+                default = pyhdbpp.get_default_reader()
+            except Exception:  # pyhdbpp 2.1.3: IndexError when DefaultSchema is not set
+                default = None
             if default is None:
-                raise ArchiveUnavailable(
-                    "no archive configured and pyhdbpp has no default reader (the HDB++ "
+                raise NotConfigured(
+                    "no archive configured, and pyhdbpp has no default reader (the HDB++ "
                     "free properties of the Tango database, or PYHDBPP_READER)"
                 )
             if type(default).__name__ != "MariaDBReader":
