@@ -396,3 +396,23 @@ def test_decimation_of_floats_and_integers_keeps_spikes(archive, archive_db, dat
     hit = np.flatnonzero(np.isclose(got.value, spike, rtol=1e-6))
     assert len(hit) == 1 and abs(got.t[hit[0]] - t[1717]) < 1e-6
     assert np.isclose(got.value.min(), value.min(), rtol=1e-6)
+
+
+def test_reads_from_several_threads_at_once_agree(archive, six_hours):
+    """Views read off the loop, from workers: one reader, concurrent reads, same answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    name, start, t, _ = six_hours
+    asks = [
+        (start, t[-1], 300),
+        (t[1000], t[1400], 800),
+        (start, t[-1], 120),
+        (t[100], t[9000], 50),
+    ]
+    alone = [archive.read(name, *ask) for ask in asks]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda ask: archive.read(name, *ask), asks * 2))
+    for one, other in zip(alone * 2, together, strict=True):
+        assert one.decimated == other.decimated
+        np.testing.assert_array_equal(one.t, other.t)
+        np.testing.assert_array_equal(one.value, other.value)
