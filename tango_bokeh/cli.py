@@ -476,7 +476,7 @@ def demo(
     history_budget: int,
 ) -> None:
     """The simulated beamline and its dashboard, until Ctrl-C."""
-    from .dashboard.demo import DemoMotion
+    from .tango.motion import DemoMotion
     from .dashboard.loader import DashboardError, load_all
     from .dashboard.server import ServeOptions
     from .sim import port_is_free

@@ -250,14 +250,11 @@ class ControlSystem:
         ``full_name`` is ``Server/instance``; ``devices`` maps device names to classes.
         The process is stopped with the others; :meth:`stop_named` stops it alone.
         """
-        import tango
+        from .tango.database import connect, register_device
 
-        host, port = self.tango_host.rsplit(":", 1)  # type: ignore[union-attr]
-        db = tango.Database(host, int(port))
+        db = connect(self.tango_host)
         for name, tango_class in devices.items():
-            info = tango.DbDevInfo()
-            info.name, info._class, info.server = name, tango_class, full_name
-            db.add_device(info)
+            register_device(db, name, tango_class, full_name)
         self.restart_executable(full_name, executable)
         self.wait_ready(list(devices))
 
@@ -293,36 +290,25 @@ class ControlSystem:
 
     def register(self) -> None:
         """Write every device of :attr:`servers` into the database."""
-        import tango  # after every fork of the database process
+        from .tango.database import connect, register_device  # after every fork of the db
 
-        host, port = self.tango_host.rsplit(":", 1)  # type: ignore[union-attr]
-        db = tango.Database(host, int(port))
+        db = connect(self.tango_host)
         for server in self.servers:
             for device in server.devices:
-                info = tango.DbDevInfo()
-                info.name, info._class, info.server = (
-                    device.name, device.tango_class, server.full_name,
-                )  # fmt: skip
-                db.add_device(info)
-                if device.properties:
-                    db.put_device_property(device.name, dict(device.properties))
-                if device.polled:
-                    polled: list[str] = []
-                    for attr, period in device.polled.items():
-                        polled += [attr.lower(), str(period)]
-                    db.put_device_property(device.name, {"polled_attr": polled})
-                if device.attribute_properties:
-                    db.put_device_attribute_property(
-                        device.name, {a: dict(p) for a, p in device.attribute_properties.items()}
-                    )
-                if device.alias:
-                    with contextlib.suppress(tango.DevFailed):
-                        db.delete_device_alias(device.alias)
-                    db.put_device_alias(device.name, device.alias)
+                register_device(
+                    db,
+                    device.name,
+                    device.tango_class,
+                    server.full_name,
+                    properties=device.properties,
+                    polled=device.polled,
+                    attribute_properties=device.attribute_properties,
+                    alias=device.alias,
+                )
 
     def wait_ready(self, names: Iterable[str] | None = None, deadline: float | None = None) -> None:
         """Block until every device (or ``names``) answers a ping."""
-        import tango
+        from .tango.database import answers
 
         deadline = deadline or time.monotonic() + 60
         pending = list(names) if names is not None else [d.name for d in self.devices]
@@ -334,14 +320,9 @@ class ControlSystem:
                         f"its log ({proc.log_path}) ends with:\n{proc.tail()}"
                     )
             name = pending[0]
-            try:
-                proxy = tango.DeviceProxy(f"tango://{self.tango_host}/{name}")
-                proxy.set_timeout_millis(1000)
-                proxy.ping()
+            if answers(f"tango://{self.tango_host}/{name}", 1000):
                 pending.pop(0)
                 continue
-            except tango.DevFailed:
-                pass
             if time.monotonic() > deadline:
                 raise ControlSystemError(f"device {name} did not answer in time")
             time.sleep(0.2)
@@ -402,17 +383,14 @@ class ControlSystem:
             time.sleep(0.1)
 
     def _wait_database(self, deadline: float) -> None:
-        import tango
+        from .tango.database import ping
 
         while True:
-            try:
-                host, port = self.tango_host.rsplit(":", 1)  # type: ignore[union-attr]
-                tango.Database(host, int(port)).get_info()
+            reachable, why = ping(self.tango_host)
+            if reachable:
                 return
-            except tango.DevFailed as exc:
-                if time.monotonic() > deadline:
-                    raise ControlSystemError(
-                        f"the Tango database at {self.tango_host} is unreachable: "
-                        f"{exc.args[0].desc.strip()}"
-                    ) from None
+            if time.monotonic() > deadline:
+                raise ControlSystemError(
+                    f"the Tango database at {self.tango_host} is unreachable: {why}"
+                )
             time.sleep(0.5)

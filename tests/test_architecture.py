@@ -34,11 +34,7 @@ TYPES = {"tango_bokeh.tango", "tango_bokeh.tango.sample", "tango_bokeh.tango.mod
 #: Imports that still run against the layers (to be removed, see docs/architecture.md).
 KNOWN: set[tuple[str, str]] = set()  # (Session.open finds its front end by name: FRONT_END)
 #: Modules outside tango/ that still import PyTango themselves (to move into tango/).
-PYTANGO_OUTSIDE = {
-    "tango_bokeh.sim",  # the embedded control system: registers and starts servers
-    "tango_bokeh.dashboard.check",  # the name check's queries of each device
-    "tango_bokeh.dashboard.demo",  # the demo's moving motors
-}
+PYTANGO_OUTSIDE: set[str] = set()  # (sim, the name check and the demo motion use tango/)
 
 
 def _layer(module: str) -> int:

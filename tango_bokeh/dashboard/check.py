@@ -20,9 +20,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..tango.names import parse_name
+
+if TYPE_CHECKING:
+    from ..tango.listing import Attribute
 from ..tango.sample import Format
 from ..views.kinds import NUMBERS, kinds
 from .loader import DashboardError, DashboardFile, Problem, load_all
@@ -47,12 +50,6 @@ class _Device:
     address: str  # what DeviceProxy takes
     shown: str  # as the file wrote it
     uses: list[tuple[DashboardFile, Reference, str]]  # (file, reference, member name)
-
-
-def _reason(exc: Any) -> tuple[str, str]:
-    from ..tango.errors import describe
-
-    return describe(exc)
 
 
 def _databases(files: Sequence[DashboardFile]) -> list[str]:
@@ -82,28 +79,21 @@ def _check_database(host: str) -> None:
 
 
 def _query(device: _Device, timeout_ms: int) -> list[Problem]:
-    import tango
+    from ..tango.listing import Unlisted, list_device
 
     problems: list[Problem] = []
     try:
-        proxy = tango.DeviceProxy(device.address)
-        proxy.set_timeout_millis(timeout_ms)
-    except tango.DevFailed as exc:
-        reason, desc = _reason(exc)
-        for file, ref, _ in device.uses:
-            if reason in _UNDEFINED:
-                message = f"{ref.name!r}: no device {device.shown!r} in the Tango database"
-            else:
-                message = f"{ref.name!r}: cannot reach device {device.shown} ({desc})"
-            problems.append(file.problem(ref.path, message))
-        return problems
-    try:
-        attributes = {a.name.lower(): a for a in proxy.attribute_list_query()}
-        commands = None
-        if any(ref.role == "command" for _, ref, _ in device.uses):
-            commands = {c.cmd_name.lower(): c for c in proxy.command_list_query()}
-    except tango.DevFailed as exc:
-        reason, desc = _reason(exc)
+        wants_commands = any(ref.role == "command" for _, ref, _ in device.uses)
+        listing = list_device(device.address, timeout_ms, commands=wants_commands)
+    except Unlisted as exc:
+        if not exc.answered:
+            for file, ref, _ in device.uses:
+                if exc.reason in _UNDEFINED:
+                    message = f"{ref.name!r}: no device {device.shown!r} in the Tango database"
+                else:
+                    message = f"{ref.name!r}: cannot reach device {device.shown} ({exc.text})"
+                problems.append(file.problem(ref.path, message))
+            return problems
         warned: set[Path] = set()
         for file, ref, _ in device.uses:
             if file.path in warned:
@@ -112,11 +102,13 @@ def _query(device: _Device, timeout_ms: int) -> list[Problem]:
             problems.append(
                 file.problem(
                     ref.path,
-                    f"device {device.shown} does not answer ({desc}); its names are not checked",
+                    f"device {device.shown} does not answer ({exc.text}); "
+                    "its names are not checked",
                     "warning",
                 )
             )
         return problems
+    attributes, commands = listing.attributes, listing.commands
     for file, ref, member in device.uses:
         if ref.role == "command":
             assert commands is not None
@@ -125,7 +117,7 @@ def _query(device: _Device, timeout_ms: int) -> list[Problem]:
                     file.problem(
                         ref.path,
                         f"{ref.name!r} is not a command of {device.shown}"
-                        + _guess(member, [c.cmd_name for c in commands.values()]),
+                        + _guess(member, list(commands.values())),
                     )
                 )
             continue
@@ -155,22 +147,16 @@ def _a(word: str) -> str:
     return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
-def _shape_problem(ref: Reference, info: Any) -> str | None:
+def _shape_problem(ref: Reference, info: Attribute) -> str | None:
     """Why the panel that names ``ref`` cannot show this attribute (the registry of view
     kinds says what each shows), or None."""
-    import tango
-
-    from ..tango.convert import format_of, kind_of
-    from ..tango.sample import AttributeInfo
-
-    data_format = format_of(info.data_format)
-    data_type = str(tango.CmdArgType.values[info.data_type]).rsplit(".", 1)[-1]
-    shape = AttributeInfo(ref.name, format=data_format, kind=kind_of(info.data_type)[0])
+    shape, data_type = info.shape, info.data_type
+    data_format = shape.format
     if ref.role == "write":
         if data_format is not Format.SCALAR:
             return (f"{ref.name!r} is {_a(data_format)} attribute: only scalars can be written "
                     f"(show it in {_shown_in(shape)})")  # fmt: skip
-        if info.writable == tango.AttrWriteType.READ:
+        if not info.writable:
             return f"{ref.name!r} is read-only: it cannot be written"
         return None
     kind = kinds().get(ref.role)

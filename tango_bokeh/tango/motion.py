@@ -13,6 +13,8 @@ import random
 import threading
 from collections.abc import Sequence
 
+import tango
+
 log = logging.getLogger(__name__)
 
 #: (device, low, high) of each motor to move; within the DEMO catalog's soft limits.
@@ -47,8 +49,6 @@ class DemoMotion:
             self._thread.join(10)
 
     def _run(self) -> None:
-        import tango
-
         prefix = f"tango://{self.tango_host}/" if self.tango_host else ""
         proxies = {}
         while not self._stop.wait(self.period if proxies else 0.5):
