@@ -4,13 +4,14 @@
         [--minutes 10] [--rate 10] [--attributes 500] [--hours 1]
 
 * **open**: a real bokeh server (this process) and Debian's Chromium. A page of
-  ``--trends`` trends (one attribute each, 1 h window) on a hub whose
-  attributes have ``--minutes`` of history at ``--rate`` Hz and keep arriving at
-  that rate. Measured: time from ``page.goto`` to every trend holding its
-  history (and from the page's first render), and the bytes the page's
-  websocket received. Ours: the history in each trend's first stream, numpy
-  arrays sent as binary. Baseline, same run, same page: the same rows sent as
-  JSON lists (``NaiveTrend``). Target: bytes <= 0.3 x the baseline.
+  ``--trends`` trends (one attribute each, 1 h window) on a hub whose attributes
+  have ``--minutes`` of history at ``--rate`` Hz (with ``--live`` they keep
+  arriving at that rate; else the page receives the initial transfer alone).
+  Measured: time from ``page.goto`` to every trend holding its history (and from
+  the page's first render), and the bytes the page's websocket received. Ours:
+  the history in each trend's first stream, numpy arrays sent as binary.
+  Baseline, same run, same page: the same rows sent as JSON lists
+  (``NaiveTrend``). Target: bytes <= 0.3 x the baseline.
 * **memory**: ``--attributes`` scalar attributes x ``--hours`` at 1 Hz pushed
   into a hub as acquisition would (one reader each, reading every 10 samples).
   Ours: with the shared history; baseline, in a fresh process of the same
@@ -84,7 +85,9 @@ def _value(i: int, k: np.ndarray | int) -> np.ndarray | float:
 # -- open -------------------------------------------------------------------------------
 
 
-def open_page(trends: int, minutes: float, rate: float, naive: bool) -> dict[str, float]:
+def open_page(
+    trends: int, minutes: float, rate: float, naive: bool, live: bool
+) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
     from tango_bokeh.app import ThreadedServer, session_application
@@ -119,7 +122,7 @@ def open_page(trends: int, minutes: float, rate: float, naive: bool) -> dict[str
         cursor.read()
     stop = threading.Event()
 
-    def live() -> None:  # the attributes keep arriving at their rate
+    def arrive() -> None:  # the attributes keep arriving at their rate
         k = count
         while not stop.wait(1.0 / rate):
             now = time.time()
@@ -129,8 +132,9 @@ def open_page(trends: int, minutes: float, rate: float, naive: bool) -> dict[str
                 cursor.read()
             k += 1
 
-    pusher = threading.Thread(target=live, daemon=True)
-    pusher.start()
+    pusher = threading.Thread(target=arrive, daemon=True)
+    if live:
+        pusher.start()
     kind = NaiveTrend if naive else Trend
 
     def make() -> MonitorSession:
@@ -246,16 +250,22 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=int, default=256 * 2**20, help=argparse.SUPPRESS)
     parser.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="open: new samples keep arriving at --rate while the page opens (their deltas "
+        "are then counted too)",
+    )
     args = parser.parse_args()
     if args.child == "memory":
         print(json.dumps(memory(args.attributes, args.hours, args.budget)))
         return
     if args.child == "open":
-        print(json.dumps(open_page(args.trends, args.minutes, args.rate, args.naive)))
+        print(json.dumps(open_page(args.trends, args.minutes, args.rate, args.naive, args.live)))
         return
     if args.part in ("open", "both"):
         common = ["--trends", str(args.trends), "--minutes", str(args.minutes),
-                  "--rate", str(args.rate)]  # fmt: skip
+                  "--rate", str(args.rate)] + (["--live"] if args.live else [])  # fmt: skip
         ours = _child("open", *common)
         naive = _child("open", *common, "--naive")
         print(f"open: {args.trends} trends x {args.minutes:g} min at {args.rate:g} Hz "
