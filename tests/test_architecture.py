@@ -100,3 +100,15 @@ def test_nothing_outside_tango_imports_pytango():
     assert importers == PYTANGO_OUTSIDE, (
         f"new: {sorted(importers - PYTANGO_OUTSIDE)}; gone: {sorted(PYTANGO_OUTSIDE - importers)}"
     )
+
+
+def test_every_view_kind_leaves_the_banner_steps_to_its_base():
+    """A kind draws (``draw``); ``PanelView.update`` observes, draws and shows the banner, so
+    no view author can forget the stale/error/invalid marks."""
+    from tango_bokeh.views.kinds import kinds
+    from tango_bokeh.views.panel import PanelView
+
+    for name, kind in kinds().items():
+        assert issubclass(kind.view, PanelView), name
+        assert kind.view.update is PanelView.update, f"{name} overrides update: override draw"
+        assert kind.view.draw is not PanelView.draw, f"{name} draws nothing"

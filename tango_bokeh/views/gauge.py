@@ -41,13 +41,12 @@ class Gauge(PanelView):
             self._banner.model, self._figure, sizing_mode="stretch_width", styles=PANEL_STYLES
         )
 
-    def update(
+    def draw(
         self,
         batch: Mapping[str, Sequence[Sample]],
         now: float,
         states: Mapping[str, AttributeState],
     ) -> None:
-        self._observe(batch, states)
         last = self._last.get(self.attribute)
         if last is not None:
             state = states.get(self.attribute)
@@ -61,7 +60,6 @@ class Gauge(PanelView):
             shown = self._html(text, colour)
             if shown != self.shown:
                 self.shown = self._figure.text = shown
-        self._refresh_banner()
 
     def _html(self, text: str, colour: str) -> str:
         return (

@@ -205,18 +205,16 @@ class Image(PanelView):
             styles={**PANEL_STYLES, "align-items": "center"},
         )
 
-    def update(
+    def draw(
         self,
         batch: Mapping[str, Sequence[Sample]],
         now: float,
         states: Mapping[str, AttributeState],
     ) -> None:
-        self._observe(batch, states)
         self._learn(states.get(self.attribute))
         frame = _newest_frame(batch.get(self.attribute)) if self._problem is None else None
         if frame is not None:
             self._show(frame)
-        self._refresh_banner()
 
     def _learn(self, state: AttributeState | None) -> None:
         info = state.info if state is not None else None

@@ -12,9 +12,11 @@ from .base import AttributeState, View
 class PanelView(View):
     """A :class:`View` that shows its attributes' problems above its content.
 
-    Subclasses call :meth:`_observe` at the start of ``update`` and
-    :meth:`_refresh_banner` at the end; they may report verdicts of their own
-    (an unsupported type...) by overriding :meth:`_own_problems`.
+    :meth:`update` takes the steps every panel takes, so that no view can
+    forget one: remember the newest sample and state of each attribute, then
+    :meth:`draw` (the subclass's own work), then the banner of problems
+    (stale, error, invalid, the view's own failure). Subclasses report
+    verdicts of their own (an unsupported type...) through :meth:`_own_problems`.
     """
 
     def __init__(self, attributes: Sequence[str], *, title: str | None = None) -> None:
@@ -39,6 +41,25 @@ class PanelView(View):
             samples = batch.get(name)
             if samples:
                 self._last[name] = samples[-1]
+
+    def update(
+        self,
+        batch: Mapping[str, Sequence[Sample]],
+        now: float,
+        states: Mapping[str, AttributeState],
+    ) -> None:
+        self._observe(batch, states)
+        self.draw(batch, now, states)
+        self._refresh_banner()
+
+    def draw(
+        self,
+        batch: Mapping[str, Sequence[Sample]],
+        now: float,
+        states: Mapping[str, AttributeState],
+    ) -> None:
+        """Apply the new samples (the banner is done by :meth:`update`): at most one update
+        per data source, none if nothing changed. Default: nothing."""
 
     def _own_problems(self) -> dict[str, Problem]:
         return {}

@@ -125,13 +125,12 @@ class Spectrum(PanelView):
 
     # -- data ----------------------------------------------------------------------
 
-    def update(
+    def draw(
         self,
         batch: Mapping[str, Sequence[Sample]],
         now: float,
         states: Mapping[str, AttributeState],
     ) -> None:
-        self._observe(batch, states)
         self._learn(states)
         frame = _newest_frame(batch.get(self.attribute)) if self._problem is None else None
         if self.x_attribute is not None:
@@ -149,7 +148,6 @@ class Spectrum(PanelView):
                 self._show(values, frame.time)
         elif self._frame is not None and self._x_changed():
             self._show(self._frame, self._frame_time or now)
-        self._refresh_banner()
 
     def _learn(self, states: Mapping[str, AttributeState]) -> None:
         """Axis labels and type checks, whenever an attribute's configuration is new."""

@@ -245,13 +245,12 @@ class ValueTable(PanelView):
             styles=PANEL_STYLES,
         )
 
-    def update(
+    def draw(
         self,
         batch: Mapping[str, Sequence[Sample]],
         now: float,
         states: Mapping[str, AttributeState],
     ) -> None:
-        self._observe(batch, states)
         patches: dict[str, list[tuple[int, str]]] = {}
         for index, (name, label) in enumerate(zip(self.attributes, self.labels, strict=True)):
             state = self._in_force(index, states.get(name), self._last.get(name))
@@ -264,8 +263,6 @@ class ValueTable(PanelView):
         if patches:
             self._source.patch(patches)
             self.patches_sent += 1
-        if self._failure:
-            self._refresh_banner()
 
     def _in_force(
         self, index: int, state: AttributeState | None, last: Sample | None

@@ -600,13 +600,12 @@ class Trend(PanelView):
 
     # -- data ----------------------------------------------------------------------
 
-    def update(
+    def draw(
         self,
         batch: Mapping[str, Sequence[Sample]],
         now: float,
         states: Mapping[str, AttributeState],
     ) -> None:
-        self._observe(batch, states)
         self._now = now
         now_ms = float(to_display_ms(now))
         for series in list(self._series):
@@ -631,7 +630,6 @@ class Trend(PanelView):
                 new = earlier if new is None else _joined(earlier, new, self._history_points)
             self._apply(series, new, now_ms)
         self._carry_to(now_ms)
-        self._refresh_banner()
 
     def _own_problems(self) -> dict[str, Problem]:
         found = {s.attribute: s.problem for s in self._series if s.problem is not None}
