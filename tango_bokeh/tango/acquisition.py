@@ -116,6 +116,7 @@ from .polling import (
     may_rejoin,
     next_cost,
 )
+from .proxies import ProxyCache
 from .sample import AttributeInfo, Quality, Sample
 
 log = logging.getLogger(__name__)
@@ -313,7 +314,7 @@ class Acquisition:
         self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="tango-acq")
         self._lock = threading.Lock()
         self._event_calls = _EVENT_CALLS
-        self._proxies: dict[str, Any] = {}
+        self._proxies = ProxyCache(self.config.timeout_ms)
         self._polls: dict[str, _DevicePoll] = {}
         self._live: set[Handle] = set()  # handles holding a Tango event subscription
         self._configs: set[Handle] = set()  # handles following configuration events
@@ -505,15 +506,7 @@ class Acquisition:
         return self.config.timeout_ms
 
     def _proxy(self, name: AttributeName) -> Any:
-        key = name.device_address.lower()
-        with self._lock:
-            proxy = self._proxies.get(key)
-        if proxy is None:
-            proxy = tango.DeviceProxy(name.device_address)
-            proxy.set_timeout_millis(self.timeout_ms(name))
-            with self._lock:
-                proxy = self._proxies.setdefault(key, proxy)
-        return proxy
+        return self._proxies.get(name.device_address, self.timeout_ms(name))
 
     # -- the subscription chain -------------------------------------------------
 

@@ -19,6 +19,7 @@ import tango
 
 from .errors import describe
 from .names import parse_name
+from .proxies import ProxyCache
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -49,7 +50,7 @@ class Actuator:
         self._timeout_ms = timeout_ms
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
-        self._proxies: dict[str, Any] = {}
+        self._proxies = ProxyCache(timeout_ms)
         self._lock = threading.Lock()
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -59,14 +60,7 @@ class Actuator:
             return self._pool.submit(fn, *args)
 
     def _proxy(self, device: str) -> Any:
-        with self._lock:
-            proxy = self._proxies.get(device.lower())
-        if proxy is None:
-            proxy = tango.DeviceProxy(device)
-            proxy.set_timeout_millis(self._timeout_ms)
-            with self._lock:
-                proxy = self._proxies.setdefault(device.lower(), proxy)
-        return proxy
+        return self._proxies.get(device)
 
     def write(self, attribute: str, text: str) -> Future[Written]:
         """Write ``text`` (converted to the attribute's type) to ``attribute``."""

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 
 import tango
 
+from .errors import describe
+from .proxies import ProxyCache
+
 log = logging.getLogger(__name__)
 
 #: (device, low, high) of each motor to move; within the DEMO catalog's soft limits.
@@ -50,20 +53,15 @@ class DemoMotion:
 
     def _run(self) -> None:
         prefix = f"tango://{self.tango_host}/" if self.tango_host else ""
-        proxies = {}
-        while not self._stop.wait(self.period if proxies else 0.5):
+        proxies = ProxyCache(2000)
+        while not self._stop.wait(self.period if len(proxies) else 0.5):
             for device, low, high in self.motors:
                 try:
-                    proxy = proxies.get(device)
-                    if proxy is None:
-                        proxy = proxies[device] = tango.DeviceProxy(prefix + device)
-                        proxy.set_timeout_millis(2000)
+                    proxy = proxies.get(prefix + device)
                     state = proxy.state()
                     if state in (tango.DevState.OFF, tango.DevState.FAULT):
                         proxy.command_inout("On")
                     elif state == tango.DevState.ON:
                         proxy.command_inout("MoveTo", round(self._random.uniform(low, high), 2))
                 except tango.DevFailed as exc:  # a motor may be stopped by a user: carry on
-                    log.debug(
-                        "demo motion of %s: %s", device, exc.args[0].desc if exc.args else exc
-                    )
+                    log.debug("demo motion of %s: %s", device, describe(exc)[1])
