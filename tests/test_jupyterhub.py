@@ -360,8 +360,9 @@ def test_panel_live_through_the_hub_while_a_cell_is_busy(jupyterhub: Hub, tmp_pa
 def test_a_panel_closed_from_the_kernel_says_so_at_once_behind_the_hub(
     jupyterhub: Hub, tmp_path: Path
 ):
-    """As when the page reaches the kernel's server directly: a session closed from a cell
-    marks its panel closed at once (websocket close code 4000), without reconnecting."""
+    """As documented: a session closed from a cell marks its panel "closed" at once (the
+    kernel's server closes the websocket with code 4000). Behind jupyter-server-proxy the
+    code never reaches the page, which can therefore never say "closed"."""
     with busy_notebook(jupyterhub, tmp_path) as (_page, notebook, _traffic, kernel):
         cell = show_panel(notebook, PANEL)
         kernel.run("close_all()")
