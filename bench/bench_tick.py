@@ -4,8 +4,8 @@
 
 A MonitorSession on a bare bokeh Document ticks once per simulated second
 (back to back, on a simulated clock),
-fed through the real hub by a synthetic acquisition (no Tango: the point is
-the cost of the views, not of the events):
+fed through the real hub by the in-memory acquisition (``tango/fake.py``; no
+Tango: the point is the cost of the views, not of the events):
 
 * 20 trends, one attribute each, 10 Hz events (10 new samples per tick),
   600 s of history already drawn (6,000 points each);
@@ -35,34 +35,10 @@ from bokeh.document import Document
 from tango_bokeh.hub import Hub
 from tango_bokeh.monitor import MonitorSession
 from tango_bokeh.session import Session
-from tango_bokeh.tango.modes import Mode
-from tango_bokeh.tango.names import AttributeName
-from tango_bokeh.tango.sample import AttributeInfo, Format, Sample
+from tango_bokeh.tango.fake import FakeAcquisition
+from tango_bokeh.tango.sample import AttributeInfo, Format
 from tango_bokeh.views import Image, Trend
 from tango_bokeh.views.wire import WireTap, message_bytes
-
-
-class SyntheticAcquisition:
-    """Stands in for Tango: keeps the hub's feeds so that the benchmark can push samples."""
-
-    def __init__(self, infos: dict[str, AttributeInfo]) -> None:
-        self.infos = infos
-        self.feeds: dict[str, object] = {}
-
-    def start(self, name: AttributeName, feed, poll_period=None):
-        feed.set_info(self.infos[name.attribute])
-        feed.set_mode(Mode.CHANGE)
-        self.feeds[name.attribute] = feed
-        return self
-
-    def stop(self) -> None:
-        pass
-
-    def stats(self) -> dict[str, int]:
-        return {"subscriptions": 0, "polled": 0, "polled_devices": 0, "device_reads": 0}
-
-    def close(self, wait: bool = True) -> None:
-        pass
 
 
 class NaiveTrend(Trend):
@@ -81,8 +57,7 @@ class NaiveTrend(Trend):
 class NaiveImage(Image):
     """A redraw per event: every frame of the tick sent in full (no decimation, no coalescing)."""
 
-    def update(self, batch, now, states):
-        self._observe(batch, states)
+    def draw(self, batch, now, states):
         for sample in batch.get(self.attribute, ()):
             self._source.data = {
                 "image": [sample.value],
@@ -107,7 +82,9 @@ class SimulatedMonitor(MonitorSession):
 
 
 def _session(views: list, infos: dict[str, AttributeInfo]) -> tuple:
-    acquisition = SyntheticAcquisition(infos)
+    acquisition = FakeAcquisition()
+    for name, info in infos.items():
+        acquisition.configure(name, format=info.format, dtype=info.dtype, unit=info.unit)
     hub = Hub(acquisition)
     session = SimulatedMonitor(*views, hub=hub, callback_period=None)
     session.attach(Document())
@@ -137,24 +114,22 @@ def _summary(ticks: list[tuple[float, float, int]]) -> dict[str, float]:
 def trends(cls: type[Trend], ticks: int, count: int = 20, rate: int = 10) -> dict:
     """``count`` trends at ``rate`` Hz with 600 s (the default window) already drawn."""
     names = _names(count)
-    infos = {n.rsplit("/", 1)[1]: AttributeInfo(n, unit="mm") for n in names}
+    infos = {n: AttributeInfo(n, unit="mm") for n in names}
     session, hub, acquisition, tap = _session([cls(n) for n in names], infos)
     history = 600.0
     now = time.time() - history - ticks
     backlog = np.arange(int(history * rate)) / rate
     for name in names:  # one big first tick, not measured
-        feed = acquisition.feeds[name.rsplit("/", 1)[1]]
         for t in backlog:
-            feed.push(Sample(now + t, float(t)))
+            acquisition.push(name, float(t), t=now + t)
     now += history
     session.now = now
     session.tick()
     measured = []
     for k in range(ticks):
         for name in names:  # the last simulated second's events
-            feed = acquisition.feeds[name.rsplit("/", 1)[1]]
             for i in range(rate):
-                feed.push(Sample(now + i / rate + 0.05, float(k * rate + i)))
+                acquisition.push(name, float(k * rate + i), t=now + i / rate + 0.05)
         now += 1.0
         session.now = now
         measured.append(_timed_tick(session, tap))
@@ -166,15 +141,14 @@ def trends(cls: type[Trend], ticks: int, count: int = 20, rate: int = 10) -> dic
 def image(cls: type[Image], ticks: int, rate: int = 10) -> dict:
     name = "bench/camera/1/image"
     info = AttributeInfo(name, format=Format.IMAGE, dtype="uint16")
-    session, hub, acquisition, tap = _session([cls(name)], {"image": info})
-    feed = acquisition.feeds["image"]
+    session, hub, acquisition, tap = _session([cls(name)], {name: info})
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 4096, (512, 512), dtype=np.uint16) for _ in range(rate)]
     now = time.time()
     measured = []
     for _ in range(ticks):
         for i, frame in enumerate(frames):
-            feed.push(Sample(now + i / rate, frame))
+            acquisition.push(name, frame, t=now + i / rate)
         now += 1.0
         session.now = now
         measured.append(_timed_tick(session, tap))
