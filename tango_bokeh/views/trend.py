@@ -26,6 +26,8 @@ samples of each attribute come with the hub's shared history from before them
 (``recall``, columnar, see :mod:`tango_bokeh.history`), turned into rows in one
 numpy pass and sent with those samples in the series' first stream (binary).
 The trend tells the hub how much history to keep for it (its time window).
+Given an archive (``use_archive``), older history comes from it, drawn lighter, on
+opening and when the user zooms out or pans into the past (:mod:`.archive_fill`).
 
 Times are plotted in the server's local time zone (bokeh's datetime axis shows
 UTC, so timestamps are shifted by the local UTC offset before they are sent).
@@ -280,6 +282,15 @@ class Trend(PanelView):
         self._sent = np.full((len(_CARRY), len(self.attributes)), np.nan)
         #: Per attribute: how to tell the hub how much history to keep for this trend.
         self._keepers: dict[str, Callable[[float | None], None]] = {}
+        #: Archived history before the live rows (views/archive_fill.py), if given one.
+        self._archive: Any = None
+
+    def use_archive(self, fill: Any) -> None:
+        """Draw archived history before the live rows, from ``fill`` (an
+        :class:`~tango_bokeh.views.archive_fill.ArchiveFill`): on opening, and when the
+        user zooms out or pans into the past."""
+        self._archive = fill
+        fill.bind(self)
 
     # -- options that controls change -------------------------------------------
 
@@ -630,6 +641,8 @@ class Trend(PanelView):
                 new = earlier if new is None else _joined(earlier, new, self._history_points)
             self._apply(series, new, now_ms)
         self._carry_to(now_ms)
+        if self._archive is not None:
+            self._archive.drawn(now)
 
     def _own_problems(self) -> dict[str, Problem]:
         found = {s.attribute: s.problem for s in self._series if s.problem is not None}
@@ -668,6 +681,9 @@ class Trend(PanelView):
             state, last = self._states.get(s.attribute), self._last.get(s.attribute)
             if attribute_problem(s.attribute, state, last) is None:
                 found[s.attribute] = Problem(s.attribute, Level.INFO, UNDRAWN_NOTICE)
+        if self._archive is not None:  # not archived, or the archive did not answer
+            for attribute, problem in self._archive.problems().items():
+                found.setdefault(attribute, problem)
         return found
 
     @staticmethod
@@ -904,6 +920,8 @@ class Trend(PanelView):
             series.undrawn.data = _no_marks()
         if self._model is not None:
             self._carry_source.data = self._carry_data()
+        if self._archive is not None:
+            self._archive.clear()
 
     def to_csv(self) -> str:
         """Displayed points, long format: attribute, local time, value, quality; values not

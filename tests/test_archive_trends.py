@@ -1,0 +1,303 @@
+"""Trends backed by the archive (views/archive_fill.py).
+
+First the fetch and merge logic on ``FakeArchive`` (in memory, no Tango): a trend opens
+filled before its live rows, zooming out reads the past decimated for the plot's width
+and replaces only that range, bursts make one read, and the archive's errors say so in
+the panel while live data goes on. Then the whole chain for real (further down): MariaDB
+with HDB++'s schema, Tango devices, the dashboard server and Chromium.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from bokeh.document import Document
+from bokeh.events import RangesUpdate
+
+from tango_bokeh.hub import Hub
+from tango_bokeh.session import Session
+from tango_bokeh.tango.archive import FakeArchive, NotConfigured
+from tango_bokeh.tango.fake import FakeAcquisition
+from tango_bokeh.views import Trend, archive_fill
+from tango_bokeh.views.archive_fill import ArchiveFill, Segment, covered, merged
+from tango_bokeh.views.trend import to_display_ms
+
+from .conftest import wait_for
+
+CURRENT = "fake/beam/1/Current"
+PRESSURE = "fake/vacuum/1/Pressure"
+WIDTH = 500
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[Hub, FakeAcquisition]]:
+    acquisition = FakeAcquisition()
+    hub = Hub(acquisition)
+    try:
+        yield hub, acquisition
+    finally:
+        hub.close()
+
+
+class Loop:
+    """What the worker posts, run when the test says (the test's thread is the 'loop')."""
+
+    def __init__(self) -> None:
+        self.posted: queue.Queue[Callable[[], None]] = queue.Queue()
+
+    def post(self, callback: Callable[[], None]) -> None:
+        self.posted.put(callback)
+
+    def run(self, timeout: float = 30.0) -> int:
+        """Wait for the worker's outcome and apply it; how many outcomes were applied."""
+        done = [self.posted.get(timeout=timeout)]
+        while not self.posted.empty():
+            done.append(self.posted.get_nowait())
+        for callback in done:
+            callback()
+        return len(done)
+
+
+def _archive(now: float, hours: float = 2.0) -> FakeArchive:
+    archive = FakeArchive()
+    t = now - hours * 3600 + np.arange(int(hours * 3600), dtype=np.float64)
+    value = 100.0 + np.sin(t / 300.0)
+    value[len(t) // 3] = 500.0  # a one-sample spike
+    archive.add(CURRENT, t, value)
+    return archive
+
+
+def _opened(hub: Hub, device: FakeAcquisition, archive, loop: Loop, now: float, **kwargs):
+    """A session with a trend of CURRENT (and kwargs' attributes), 60 s of live samples."""
+    attributes = kwargs.pop("attributes", [CURRENT])
+    trend = Trend(attributes, history_seconds=600)
+    fill = ArchiveFill(archive, loop.post, width=WIDTH, debounce=0.05)
+    trend.use_archive(fill)
+    session = Session(hub=hub, callback_period=None)
+    session.add_view(trend)
+    session.attach(Document())
+    for attribute in attributes:
+        for i in range(60):
+            device.push(attribute, 100.0 + i / 100.0, t=now - 60 + i)
+    session.tick()
+    return session, trend, fill
+
+
+def _live_first_ms(trend: Trend, attribute: str = CURRENT) -> float:
+    series = next(s for s in trend._series if s.attribute == attribute)
+    return float(series.source.data["t"][0])
+
+
+def _archived(fill: ArchiveFill, attribute: str = CURRENT) -> dict[str, np.ndarray]:
+    source = fill._state[attribute].source
+    assert source is not None, f"no archived points of {attribute}"
+    return {k: np.asarray(v) for k, v in source.data.items()}
+
+
+def test_covered_and_merged():
+    segments = [Segment(0.0, 100.0, 1.0), Segment(200.0, 300.0, 0.0)]
+    assert covered(segments, 10, 90, 0.6)  # twice as coarse at most
+    assert not covered(segments, 10, 90, 0.4)
+    assert covered(segments, 210, 290, 0.001)  # raw rows: fine at any zoom
+    assert not covered(segments, 90, 210, 1.0)  # no one segment holds it
+    old = {"t": np.arange(10.0), "y": np.arange(10.0), "q": np.zeros(10, np.uint8)}
+    new = {"t": np.array([3.5, 4.5]), "y": np.array([-1.0, -2.0]), "q": np.ones(2, np.uint8)}
+    got = merged(old, new, 3.2, 6.0, before_ms=9.0)
+    np.testing.assert_array_equal(got["t"], [0, 1, 2, 3, 3.5, 4.5, 7, 8])
+    np.testing.assert_array_equal(got["y"], [0, 1, 2, 3, -1, -2, 7, 8])
+    assert got["q"].dtype == np.uint8 and list(got["q"]) == [0, 0, 0, 0, 1, 1, 0, 0]
+    capped = merged(old, new, 3.2, 6.0, limit=4)  # the rows nearest the new range stay
+    np.testing.assert_array_equal(capped["t"], [3, 3.5, 4.5, 7])
+
+
+def test_a_trend_opens_filled_from_the_archive_before_its_live_rows(fake, monkeypatch):
+    monkeypatch.setattr(archive_fill, "OPEN_WAIT", 0.0)
+    hub, device = fake
+    now = time.time()
+    archive, loop = _archive(now), Loop()
+    session, trend, fill = _opened(hub, device, archive, loop, now)
+    try:
+        loop.run()
+        ((attribute, start, end, width),) = archive.reads
+        assert attribute == CURRENT and width == WIDTH
+        assert start == pytest.approx(now - 600, abs=5) and end == pytest.approx(now - 60, abs=1)
+        got = _archived(fill)
+        first_live = _live_first_ms(trend)
+        assert 500 <= len(got["t"]) <= 2 * WIDTH and got["t"][-1] < first_live
+        assert got["t"][0] >= float(to_display_ms(now - 601))
+        assert np.all(np.diff(got["t"]) > 0) and np.all(got["q"] == 0)
+        # Drawn apart from the live line: lighter, named "(archive)", a legend entry.
+        line, hover = fill._state[CURRENT].renderers
+        assert line.glyph.line_alpha == archive_fill.ALPHA and line.glyph.line_color == (
+            trend._series[0].color
+        )
+        assert hover.name.endswith("(archive)") and hover in trend._hover_tool.renderers
+        assert "archive" in [item.label.value for item in trend._legend.items]
+        assert trend._legend.visible and trend.problem_text == ""
+        # Live rows go on: the archived ones are left alone.
+        device.push(CURRENT, 123.0, t=now + 0.5)
+        session.tick()
+        assert trend._series[0].source.data["y"][-1] == 123.0
+        assert len(_archived(fill)["t"]) == len(got["t"]) and len(archive.reads) == 1
+    finally:
+        session.close()
+
+
+def test_zoom_out_reads_the_past_for_the_plots_width_and_replaces_only_that_range(
+    fake, monkeypatch
+):
+    monkeypatch.setattr(archive_fill, "OPEN_WAIT", 0.0)
+    hub, device = fake
+    now = time.time()
+    archive, loop = _archive(now), Loop()
+    session, trend, fill = _opened(hub, device, archive, loop, now)
+    try:
+        loop.run()
+        opened = _archived(fill)
+        # Zoom out to the last two hours, in three quick steps: one read, of the last.
+        fig = trend._figure
+        for hours in (0.5, 1.0, 2.0):
+            x0, x1 = to_display_ms(now - hours * 3600), to_display_ms(now)
+            fill._on_ranges(RangesUpdate(fig, x0=x0, x1=x1, y0=0, y1=1))
+        loop.run()
+        assert len(archive.reads) == 2
+        _, start, end, width = archive.reads[-1]
+        assert width == WIDTH
+        assert start == pytest.approx(now - 7200, abs=1) and end == pytest.approx(now - 60, abs=1)
+        got = _archived(fill)
+        # Decimated for the width: min and max per pixel column, the spike kept.
+        assert len(got["t"]) <= 2 * WIDTH + 1 and 500.0 in got["y"]
+        assert got["t"][-1] < _live_first_ms(trend)
+        # The same view again: drawn at that resolution already, nothing read.
+        fill._on_ranges(RangesUpdate(fig, x0=x0, x1=x1, y0=0, y1=1))
+        time.sleep(0.3)
+        assert loop.posted.empty() and len(archive.reads) == 2
+        # Zoomed in on 10 minutes an hour ago: every row there, the rest left as it was.
+        a, b = now - 3600, now - 3000
+        fill._on_ranges(RangesUpdate(fig, x0=to_display_ms(a), x1=to_display_ms(b), y0=0, y1=1))
+        loop.run()
+        zoomed = _archived(fill)
+        lo, hi = to_display_ms(a), to_display_ms(b)
+        inside = (zoomed["t"] >= lo) & (zoomed["t"] <= hi)
+        assert inside.sum() == 601  # raw rows at 1 Hz, bounds included
+        outside = ~inside
+        before = (got["t"] < lo) | (got["t"] > hi)
+        np.testing.assert_array_equal(zoomed["t"][outside], got["t"][before])
+        np.testing.assert_array_equal(zoomed["y"][outside], got["y"][before])
+        assert len(opened["t"]) > 0
+    finally:
+        session.close()
+
+
+def test_not_archived_is_said_once_and_live_goes_on(fake, monkeypatch):
+    monkeypatch.setattr(archive_fill, "OPEN_WAIT", 0.0)
+    hub, device = fake
+    now = time.time()
+    archive, loop = _archive(now), Loop()
+    session, trend, fill = _opened(hub, device, archive, loop, now, attributes=[CURRENT, PRESSURE])
+    try:
+        loop.run()
+        assert trend.problem_text == (
+            f"{PRESSURE}: is not archived in fake archive: live data only"
+        )
+        assert fill.points(CURRENT) > 0 and fill.points(PRESSURE) == 0
+        series = next(s for s in trend._series if s.attribute == PRESSURE)
+        assert len(series.source.data["t"]) >= 60  # its live rows
+        # Said once: zooming out reads the archived attribute only.
+        fig = trend._figure
+        fill._on_ranges(
+            RangesUpdate(fig, x0=to_display_ms(now - 3600), x1=to_display_ms(now), y0=0, y1=1)
+        )
+        loop.run()
+        assert [r[0] for r in archive.reads].count(PRESSURE) == 1
+        assert "not archived" in trend.problem_text
+    finally:
+        session.close()
+
+
+def test_an_archive_that_does_not_answer_shows_in_place_until_it_does(fake, monkeypatch):
+    monkeypatch.setattr(archive_fill, "OPEN_WAIT", 0.0)
+    hub, device = fake
+    now = time.time()
+    archive, loop = _archive(now), Loop()
+    archive.down = True
+    session, trend, fill = _opened(hub, device, archive, loop, now)
+    try:
+        loop.run()
+        assert trend.problem_text == (
+            f"{CURRENT}: archive: fake archive is down (live data goes on)"
+        )
+        assert fill.points(CURRENT) == 0
+        device.push(CURRENT, 7.0, t=now + 1)
+        session.tick()  # live data goes on
+        assert trend._series[0].source.data["y"][-1] == 7.0
+        archive.down = False
+        fig = trend._figure
+        fill._on_ranges(
+            RangesUpdate(fig, x0=to_display_ms(now - 900), x1=to_display_ms(now), y0=0, y1=1)
+        )
+        loop.run()
+        assert trend.problem_text == "" and fill.points(CURRENT) > 0
+    finally:
+        session.close()
+
+
+def test_no_archive_configured_is_silent(fake, monkeypatch):
+    monkeypatch.setattr(archive_fill, "OPEN_WAIT", 0.0)
+    hub, device = fake
+    now = time.time()
+    opened = []
+
+    def nothing():
+        opened.append(1)
+        raise NotConfigured("no archive configured")
+
+    loop = Loop()
+    session, trend, fill = _opened(hub, device, nothing, loop, now)
+    try:
+        loop.run()
+        assert fill.disabled and trend.problem_text == "" and fill.points(CURRENT) == 0
+        fig = trend._figure
+        fill._on_ranges(
+            RangesUpdate(fig, x0=to_display_ms(now - 900), x1=to_display_ms(now), y0=0, y1=1)
+        )
+        time.sleep(0.3)
+        assert loop.posted.empty() and opened == [1]
+        assert not any(math.isnan(v) for v in trend._series[0].source.data["y"])
+    finally:
+        session.close()
+
+
+def test_clear_forgets_archived_points(fake, monkeypatch):
+    monkeypatch.setattr(archive_fill, "OPEN_WAIT", 0.0)
+    hub, device = fake
+    now = time.time()
+    archive, loop = _archive(now), Loop()
+    session, trend, fill = _opened(hub, device, archive, loop, now)
+    try:
+        loop.run()
+        assert fill.points(CURRENT) > 0
+        trend.clear()
+        assert fill.points(CURRENT) == 0 and fill._state[CURRENT].segments == []
+    finally:
+        session.close()
+
+
+def test_a_trend_without_archive_is_unchanged(fake):
+    hub, device = fake
+    trend = Trend([CURRENT])
+    session = Session(hub=hub, callback_period=None)
+    session.add_view(trend)
+    session.attach(Document())
+    try:
+        device.push(CURRENT, 1.0)
+        session.tick()
+        assert "archive" not in [i.label.value for i in trend._legend.items]
+    finally:
+        session.close()
+    wait_for(lambda: hub.stats().channels == 0, what="the channel closed")
