@@ -301,3 +301,28 @@ def test_a_trend_without_archive_is_unchanged(fake):
     finally:
         session.close()
     wait_for(lambda: hub.stats().channels == 0, what="the channel closed")
+
+
+def test_a_view_chosen_later_gets_the_archive(fake, monkeypatch):
+    """``monitor("name", archive=...)``: the AutoView hands the fill to the trend it becomes."""
+    from tango_bokeh.views.auto import AutoView, view_for
+
+    monkeypatch.setattr(archive_fill, "OPEN_WAIT", 0.0)
+    hub, device = fake
+    now = time.time()
+    archive, loop = _archive(now), Loop()
+    view = view_for(CURRENT)
+    assert isinstance(view, AutoView)
+    session = Session(hub=hub, callback_period=None)
+    session.add_view(view)
+    view.set_option("archive", ArchiveFill(archive, loop.post, width=WIDTH, debounce=0.05))
+    session.attach(Document())
+    try:
+        for i in range(30):
+            device.push(CURRENT, 100.0, t=now - 30 + i)
+        session.tick()
+        assert isinstance(view.inner, Trend) and view.inner.archive is not None
+        loop.run()
+        assert view.inner.archive.points(CURRENT) > 0
+    finally:
+        session.close()

@@ -21,6 +21,7 @@ from bokeh.models import Button, Column, Div, LayoutDOM, Row, TabPanel, Tabs, To
 
 from ..hub import Hub
 from ..session import Session
+from ..views.archive_fill import ArchiveFill, SharedArchive
 from ..views.export import Download
 from ..views.kinds import kinds
 from . import resume
@@ -82,8 +83,11 @@ class DashboardSession(Session):
         name: str | None = None,
         ticking: bool = True,
         authorize: Callable[[Viewer], bool] | None = None,
+        archive: SharedArchive | None = None,
     ) -> None:
         self.dashboard = dashboard
+        #: The dashboard's archive (its ``archive:`` key), shared by the server's pages.
+        self.archive = archive
         self.authorize = authorize
         self.viewer = viewer
         #: The client address of the page request (audit lines, per-address limits).
@@ -116,6 +120,12 @@ class DashboardSession(Session):
                 log.warning("%s: %s: %s", self.dashboard.path, format_path(path), exc)
                 self._built[path] = f"{format_path((*path, panel.kind))}: {exc}"
                 continue
+            if self.archive is not None:  # trends draw archived history before live data
+                fill = ArchiveFill(self.archive, self.safe_document_modifications)
+                if hasattr(view, "set_option"):  # an AutoView: its trend gets it, once chosen
+                    view.set_option("archive", fill)
+                elif hasattr(view, "use_archive"):
+                    view.use_archive(fill)
             period = spec.poll_period or default_poll
             self._pending += [(attribute, period) for attribute in view.attributes]
             self._panel_views.append(view)

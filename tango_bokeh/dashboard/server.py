@@ -43,6 +43,8 @@ from tornado.web import RequestHandler
 from ..app import session_application
 from ..hub import Hub
 from ..session import Session
+from ..tango.archive import open_archive
+from ..views.archive_fill import SharedArchive
 from .auth import USER_COOKIE, Access, page
 from .build import DashboardSession, RefusedSession, url_arguments
 from .control import Actuator
@@ -108,6 +110,9 @@ class DashboardServer:
         self.health = Health(self._tango_hosts(), self.hub)
         self.registry = make_registry(self.existing_hub, self.sessions, _dashboard_name)
         self.guard_stats = GuardStats()
+        #: One archive per dashboard file (its ``archive:`` key, else pyhdbpp's default),
+        #: opened at the first read of one of its trends, off the loop.
+        self.archives = {d.name: self._archive(d) for d in self.dashboards}
         self.registry.register(
             SecurityCollector(self.access, lambda: dict(self.guard_stats.refused))
         )
@@ -177,6 +182,7 @@ class DashboardServer:
                 can_login=self.access.can_login,
                 hub=self.hub(),
                 authorize=self.access.still_allowed,
+                archive=self.archives.get(dashboard.name),
             )
             session.address = str(who.get("address") or "?")
             return session
@@ -221,6 +227,12 @@ class DashboardServer:
             hosts.add(f"{options.address}:{port}")
         return sorted(hosts)
 
+    @staticmethod
+    def _archive(dashboard: DashboardFile) -> SharedArchive:
+        settings = dashboard.model.archive
+        config = settings.config() if settings is not None else None
+        return SharedArchive(lambda: open_archive(config))
+
     def _tango_hosts(self) -> list[str | None]:
         hosts: set[str | None] = set()
         for d in self.dashboards:
@@ -236,6 +248,8 @@ class DashboardServer:
         self.close_sessions()
         self.actuator.close()
         self.health.close()
+        for archive in self.archives.values():
+            archive.close()
 
 
 def _dashboard_name(session: Session) -> str:

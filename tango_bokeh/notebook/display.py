@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from ..session import Session
+from ..tango.archive import Archive, ArchiveConfig, open_archive
+from ..views.archive_fill import ArchiveFill, SharedArchive
 from .cells import cell_session_name, cells
 from .config import UrlFunction
 from .outputs import Output
@@ -58,6 +61,7 @@ def monitor(
     name: str | None = None,
     period: float = 1.0,
     notebook_url: str | UrlFunction | None = None,
+    archive: Any = None,
     **options: Any,
 ) -> Session:
     """Show a live panel of Tango attributes (or views) in the cell; returns its session.
@@ -67,6 +71,12 @@ def monitor(
     keyword arguments go to :class:`tango_bokeh.monitor.MonitorSession`
     (``title``, ``layout``, ``ncols``, ``hub``). Re-running the cell replaces the
     panel; ``name`` makes it replace the panel of that name wherever it is.
+
+    Trends draw archived history before their live data (docs/archive.md): ``archive``
+    is an :class:`~tango_bokeh.tango.archive.ArchiveConfig` (or a dict of its fields),
+    an ``Archive``, or ``False`` for none; by default pyhdbpp's own default reader (the
+    ``HDB++`` free properties of the Tango database), opened once per kernel at the first
+    trend's first read, off the kernel's threads; silent when there is none.
     """
     from ..monitor import MonitorSession
 
@@ -74,11 +84,46 @@ def monitor(
         *items, name=name or cell_session_name(), callback_period=period, **options
     )
     try:
+        shared = _archive(archive)
+        if shared is not None:
+            for view in session.views:
+                fill = ArchiveFill(shared, session.safe_document_modifications)
+                if hasattr(view, "set_option"):  # an AutoView: its trend gets it, once chosen
+                    view.set_option("archive", fill)
+                elif hasattr(view, "use_archive"):  # a trend
+                    view.use_archive(fill)
         show_session(session, notebook_url=notebook_url)
     except Exception:
         session.close()
         raise
     return session
+
+
+_default_archive: SharedArchive | None = None
+
+
+def _archive(archive: Any) -> SharedArchive | None:
+    """What ``monitor(..., archive=...)`` names, as one archive shared by its trends."""
+    global _default_archive
+    if archive is False:
+        return None
+    if archive is None:  # pyhdbpp's default: one per kernel (NotConfigured is remembered)
+        if _default_archive is None:
+            _default_archive = SharedArchive(open_archive)
+        return _default_archive
+    if isinstance(archive, SharedArchive):
+        return archive
+    if isinstance(archive, Mapping):
+        archive = ArchiveConfig.from_mapping(archive)
+    if isinstance(archive, ArchiveConfig):
+        config = archive
+        return SharedArchive(lambda: open_archive(config))
+    if isinstance(archive, Archive):
+        return SharedArchive(archive)
+    raise TypeError(
+        f"archive: expected an ArchiveConfig, a dict of its fields, an Archive or False, "
+        f"not {type(archive).__name__}"
+    )
 
 
 def status() -> None:

@@ -49,6 +49,7 @@ from ..tango.archive import (
     Archive,
     ArchiveColumns,
     ArchiveError,
+    ArchiveUnavailable,
     NotArchived,
     NotConfigured,
     NotPlottable,
@@ -126,6 +127,11 @@ class SharedArchive:
             except NotConfigured as exc:
                 self._absent = exc
                 raise
+            except ArchiveError:
+                raise
+            except Exception as exc:  # the driver's own (a connection refused at opening)
+                text = str(exc.args[-1]) if exc.args else type(exc).__name__
+                raise ArchiveUnavailable(f"the archive could not be opened: {text}") from None
             return self._archive
 
     def close(self) -> None:

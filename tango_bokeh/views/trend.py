@@ -292,6 +292,16 @@ class Trend(PanelView):
         self._archive = fill
         fill.bind(self)
 
+    @property
+    def archive(self) -> Any:
+        """The :class:`~tango_bokeh.views.archive_fill.ArchiveFill` in use, if any (setting
+        it is :meth:`use_archive`, so ``AutoView.set_option("archive", fill)`` works)."""
+        return self._archive
+
+    @archive.setter
+    def archive(self, fill: Any) -> None:
+        self.use_archive(fill)
+
     # -- options that controls change -------------------------------------------
 
     @property
