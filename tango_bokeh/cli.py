@@ -462,6 +462,12 @@ DEMO_DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "demo.y
     help="Users file allowing logins for writes and commands.",
 )
 @click.option("--no-motion", is_flag=True, help="Leave the motors still.")  # fmt: skip
+@click.option(
+    "--no-archive",
+    is_flag=True,
+    help="Run no HDB++ archive (by default one runs when Debian's mariadb-server is "
+    "installed, so that trends open with the past hour; docs/archive.md).",
+)
 @_history_budget_option
 def demo(
     state_dir: Path,
@@ -473,13 +479,14 @@ def demo(
     dashboards: tuple[Path, ...],
     users: Path | None,
     no_motion: bool,
+    no_archive: bool,
     history_budget: int,
 ) -> None:
     """The simulated beamline and its dashboard, until Ctrl-C."""
-    from .tango.motion import DemoMotion
     from .dashboard.loader import DashboardError, load_all
     from .dashboard.server import ServeOptions
     from .sim import port_is_free
+    from .tango.motion import DemoMotion
 
     files = list(dashboards) or [DEMO_DASHBOARD]
     try:
@@ -488,11 +495,13 @@ def demo(
         raise DashboardsInvalid(str(exc)) from None
     embedded = embedded if embedded is not None else not os.environ.get("TANGO_HOST")
     system = _start_control_system(state_dir, port, embedded, no_servers)
-    motion = None
+    motion = hdbpp = None
     try:
         _print_control_system(system)
         if system.tango_host:
             os.environ["TANGO_HOST"] = system.tango_host  # the dashboard server's clients
+        if not no_archive and system.start_servers:
+            hdbpp = _demo_archive(state_dir, str(system.tango_host))
         if http_port and not port_is_free(address, http_port):
             click.echo(f"Port {http_port} is busy: using any free port instead.")
             http_port = 0
@@ -505,8 +514,33 @@ def demo(
         click.echo("Stopping ...")
         if motion is not None:
             motion.stop()
+        if hdbpp is not None:
+            hdbpp.stop()
         system.stop()
         click.echo("Stopped.")
+
+
+def _demo_archive(state_dir: Path, tango_host: str) -> Any:
+    """The demo's HDB++ archive (as ``sim --archive`` starts it), or None with a note:
+    trends then start with live data only."""
+    try:
+        from tango_bokeh_devices import mariadb
+        from tango_bokeh_devices.archiver import DemoArchive
+    except ImportError:
+        return None
+    if not mariadb.installed():
+        click.echo("note: no HDB++ archive (Debian's mariadb-server is not installed): "
+                   "trends start with live data only.")  # fmt: skip
+        return None
+    click.echo("Starting the HDB++ archive ...")
+    try:
+        hdbpp = DemoArchive(state_dir.resolve() / "hdbpp", tango_host).start()
+    except (OSError, RuntimeError) as exc:
+        click.echo(f"note: the HDB++ archive did not start ({exc}): trends start with live "
+                   "data only.")  # fmt: skip
+        return None
+    click.echo(hdbpp.describe())
+    return hdbpp
 
 
 if __name__ == "__main__":
