@@ -45,39 +45,19 @@ from tango_bokeh_devices.archiver import (
     start_archive,
 )
 
+from .archives import NEEDS_MARIADB, archive_db
+from .archives import archive_config as _config
 from .conftest import wait_for
+
+__all__ = ["archive_db"]  # a fixture of .archives, used here
 
 pytestmark = [
     pytest.mark.tango,
-    pytest.mark.skipif(not mariadb.installed(), reason="needs Debian's mariadb-server"),
+    NEEDS_MARIADB,
 ]
 
 FAULTY = "sim/faulty/1/Value"  # change events; values, INVALID readings and errors
 COUNTS = "sim/counter/1/Counts"  # archive events every second (archive_period)
-
-
-def _config(db: mariadb.MariaDB, tmp: Path, timeout: float = 10.0) -> ArchiveConfig:
-    secret = tmp / "hdbpp-password"
-    secret.write_text(db.password + "\n")
-    secret.chmod(0o600)
-    return ArchiveConfig(
-        reader="mariadb",
-        host=db.host,
-        port=db.port,
-        database=db.database,
-        user=db.user,
-        password_file=str(secret),
-        timeout=timeout,
-    )
-
-
-@pytest.fixture(scope="module")
-def archive_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mariadb.MariaDB]:
-    db = start_archive(tmp_path_factory.mktemp("hdbpp"))
-    try:
-        yield db
-    finally:
-        db.stop()
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from tango_bokeh.views import Trend, archive_fill
 from tango_bokeh.views.archive_fill import ArchiveFill, Segment, covered, merged
 from tango_bokeh.views.trend import to_display_ms
 
+from .archives import NEEDS_MARIADB
 from .conftest import wait_for
 
 CURRENT = "fake/beam/1/Current"
@@ -226,12 +227,13 @@ def test_an_archive_that_does_not_answer_shows_in_place_until_it_does(fake, monk
     now = time.time()
     archive, loop = _archive(now), Loop()
     archive.down = True
-    session, trend, fill = _opened(hub, device, archive, loop, now)
+    session, trend, fill = _opened(hub, device, archive, loop, now, attributes=[CURRENT, PRESSURE])
     try:
         loop.run()
-        assert trend.problem_text == (
-            f"{CURRENT}: archive: fake archive is down (live data goes on)"
+        assert trend.problem_text == "\n".join(
+            f"{a}: archive: fake archive is down (live data goes on)" for a in (CURRENT, PRESSURE)
         )
+        assert len(archive.reads) == 1  # one time-out for the trend, not one per attribute
         assert fill.points(CURRENT) == 0
         device.push(CURRENT, 7.0, t=now + 1)
         session.tick()  # live data goes on
@@ -242,7 +244,10 @@ def test_an_archive_that_does_not_answer_shows_in_place_until_it_does(fake, monk
             RangesUpdate(fig, x0=to_display_ms(now - 900), x1=to_display_ms(now), y0=0, y1=1)
         )
         loop.run()
-        assert trend.problem_text == "" and fill.points(CURRENT) > 0
+        assert trend.problem_text == (
+            f"{PRESSURE}: is not archived in fake archive: live data only"
+        )
+        assert fill.points(CURRENT) > 0
     finally:
         session.close()
 
@@ -326,3 +331,235 @@ def test_a_view_chosen_later_gets_the_archive(fake, monkeypatch):
         assert view.inner.archive.points(CURRENT) > 0
     finally:
         session.close()
+
+
+# -- the whole chain: MariaDB + HDB++ schema, Tango devices, `tango-bokeh serve`, Chromium --
+
+CURRENT_TANGO = "sim/beam/current/Current"  # a demo device: live events all along
+NOT_ARCHIVED = "sim/motor/2/Velocity"
+#: What the archive holds of CURRENT_TANGO (never what the device says: ~200 mA).
+PAST_VALUE = 1000.0
+REAL = (pytest.mark.browser, pytest.mark.tango, NEEDS_MARIADB)
+
+
+def real(test):
+    for mark in REAL:
+        test = mark(test)
+    return pytest.mark.timeout(600)(test)
+
+
+def _past(t: np.ndarray) -> np.ndarray:
+    return PAST_VALUE + 50.0 * np.sin(2 * np.pi * t / 600.0)
+
+
+DASHBOARD = """\
+title: Archived
+refresh: 0.5 s
+archive:
+  reader: mariadb
+  host: "{host}"
+  port: {port}
+  database: {database}
+  user: {user}
+  password_file: {password_file}
+  timeout: 3 s
+panels:
+  - row:
+      - trend: {{title: Ring current, attributes: [{current}], history: 10 min}}
+      - trend: {{title: Motor speed, attributes: [{velocity}], history: 10 min}}
+"""
+
+#: The trend titled ``title``: its archived points (renderers named "... (archive)"), its
+#: live rows (every other source of rows), the legend's labels.
+TREND = """(title) => {
+  const doc = Bokeh.documents[0];
+  const plot = [...doc.all_models].find(
+    m => m.type === 'Figure' && m.title && m.title.text.startsWith(title));
+  if (!plot) return null;
+  const archived = plot.renderers.filter(r => (r.name || '').endsWith('(archive)'));
+  const source = archived.length ? archived[0].data_source : null;
+  const live = new Set(plot.renderers.map(r => r.data_source).filter(
+    s => s && s !== source && s.data.q !== undefined));
+  const plain = (v) => v && (v.value ?? v);
+  return {
+    names: archived.map(r => r.name),
+    alpha: archived.map(r => plain(r.glyph.line_alpha)),
+    t: source ? Array.from(source.data.t) : [],
+    y: source ? Array.from(source.data.y) : [],
+    live_t: [...live].flatMap(s => Array.from(s.data.t)),
+    legend: plot.above.filter(m => m.type === 'Legend')
+      .flatMap(l => l.items.map(i => plain(i.label))),
+  };
+}"""
+
+BANNERS = """() => [...Bokeh.documents[0].all_models]
+  .filter(m => m.type === 'Div' && m.visible).map(m => m.text).join('\\n')"""
+
+#: Zoom the trend's x axis to [x0, x1] as the wheel-zoom tool does (its range, then
+#: the RangesUpdate event the page sends to the server).
+ZOOM = """([title, x0, x1]) => {
+  const doc = Bokeh.documents[0];
+  const plot = [...doc.all_models].find(
+    m => m.type === 'Figure' && m.title && m.title.text.startsWith(title));
+  const view = Bokeh.index.find_one(plot);
+  view.update_range({xrs: new Map([[plot.x_range, {start: x0, end: x1}]]), yrs: new Map()});
+  view.trigger_ranges_update_event();
+  return [plot.x_range.start, plot.x_range.end];
+}"""
+
+
+def _epoch(display_ms: float, now: float) -> float:
+    return display_ms / 1000.0 - time.localtime(now).tm_gmtoff
+
+
+class _ArchivedDashboard:
+    """An HDB++ archive with 2 h of CURRENT_TANGO, a dashboard using it, served."""
+
+    def __init__(self, control_system, where) -> None:
+        from tango_bokeh_devices.archiver import Connection, HdbppWriter, backfill, start_archive
+
+        from .archives import archive_config
+        from .served import Served
+
+        self.db = start_archive(where / "hdbpp")
+        self.served = None
+        try:
+            self.now = time.time()
+            writer = HdbppWriter(Connection.of(self.db))
+            try:
+                name = f"tango://{control_system.tango_host}/{CURRENT_TANGO.lower()}"
+                backfill(writer, name, "scalar_devdouble_ro", self.now - 7200, self.now, 1.0,
+                         _past)  # fmt: skip
+            finally:
+                writer.close()
+            config = archive_config(self.db, where)
+            text = DASHBOARD.format(
+                host=config.host, port=config.port, database=config.database, user=config.user,
+                password_file=config.password_file, current=CURRENT_TANGO, velocity=NOT_ARCHIVED,
+            )  # fmt: skip
+            (where / "archived.yaml").write_text(text)
+            self.served = Served([where / "archived.yaml"], control_system.env(), state_dir=where)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        try:
+            if self.served is not None:
+                assert self.served.stop() == 0, self.served.output
+        finally:
+            self.db.stop()
+
+
+def _open(page, served) -> None:
+    page.goto(f"{served.url}/archived")
+    page.wait_for_function(
+        "() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].roots().length > 0",
+        timeout=60_000,
+    )
+
+
+def _filled(page, title: str = "Ring current"):
+    """The trend once it has archived and live points (waited for)."""
+    return wait_for(
+        lambda: (lambda s: s if s and len(s["t"]) > 100 and s["live_t"] else None)(
+            page.evaluate(TREND, title)
+        ),
+        timeout=180,
+        what=f"{title}: archived and live points",
+    )
+
+
+@pytest.fixture
+def browser_page() -> Iterator[object]:
+    from .browser import chromium
+
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+@real
+def test_a_trend_opens_filled_from_hdbpp_and_zoom_out_draws_more(
+    control_system, tmp_path, browser_page
+):
+    page = browser_page
+    archived = _ArchivedDashboard(control_system, tmp_path)
+    try:
+        _open(page, archived.served)
+        trend = _filled(page)
+        # The archived part is marked as such: its own renderers, lighter, "archive".
+        assert trend["names"] and all(n.endswith("(archive)") for n in trend["names"])
+        assert archived_alpha(trend) == [archive_fill.ALPHA]
+        assert "archive" in trend["legend"]
+        # Archived points come before the live ones, and hold the archive's numbers.
+        assert max(trend["t"]) < min(trend["live_t"])
+        t = np.asarray([_epoch(x, archived.now) for x in trend["t"]])
+        assert t.min() >= archived.now - 600 - 5  # the trend's window (10 min)
+        np.testing.assert_allclose(trend["y"], _past(t), rtol=0, atol=1e-3)
+        # Zoom out to the last two hours: the past is read and drawn, decimated.
+        now_ms = max(trend["live_t"])
+        page.evaluate(ZOOM, ["Ring current", now_ms - 7200_000, now_ms])
+        zoomed = wait_for(
+            lambda: (lambda s: s if min(s["t"]) < now_ms - 6000_000 else None)(
+                page.evaluate(TREND, "Ring current")
+            ),
+            timeout=120,
+            what="two hours of archive drawn",
+        )
+        assert len(zoomed["t"]) <= 2 * archive_fill.DEFAULT_WIDTH + 1
+        assert len(zoomed["t"]) > 500 and max(zoomed["t"]) < min(zoomed["live_t"])
+        t = np.asarray([_epoch(x, archived.now) for x in zoomed["t"]])
+        np.testing.assert_allclose(zoomed["y"], _past(t), rtol=0, atol=1e-3)
+        # Decimated per pixel column: each column's minimum and maximum, so the extremes stay.
+        assert min(zoomed["y"]) < PAST_VALUE - 49.9 and max(zoomed["y"]) > PAST_VALUE + 49.9
+        # The attribute absent from the archive says so in its panel, and stays live.
+        wait_for(
+            lambda: f"<b>{NOT_ARCHIVED}</b>: is not archived in HDB++" in page.evaluate(BANNERS),
+            timeout=120,
+            what="the not-archived notice",
+        )
+        speed = wait_for(lambda: page.evaluate(TREND, "Motor speed"), what="the speed trend")
+        assert speed["names"] == [] and speed["t"] == []
+        assert wait_for(lambda: page.evaluate(TREND, "Motor speed")["live_t"], what="live")
+    finally:
+        archived.stop()
+
+
+def archived_alpha(trend) -> list[float]:
+    return sorted({a for a in trend["alpha"] if a is not None and a > 0})
+
+
+@real
+def test_a_killed_archive_shows_in_place_and_live_data_goes_on(
+    control_system, tmp_path, browser_page
+):
+    page = browser_page
+    archived = _ArchivedDashboard(control_system, tmp_path)
+    try:
+        _open(page, archived.served)
+        trend = _filled(page)
+        archived.db.kill()
+        now_ms = max(trend["live_t"])
+        page.evaluate(ZOOM, ["Ring current", now_ms - 7200_000, now_ms])
+        wait_for(
+            lambda: "did not answer" in page.evaluate(BANNERS),
+            timeout=180,
+            what="the archive's error in the panel",
+        )
+        text = page.evaluate(BANNERS)
+        assert f"<b>{CURRENT_TANGO}</b>: archive: the HDB++ archive at" in text
+        assert "(live data goes on)" in text
+        # Live data goes on: newer points keep coming, the archived ones stay as they were.
+        shown = max(page.evaluate(TREND, "Ring current")["live_t"])
+        wait_for(
+            lambda: max(page.evaluate(TREND, "Ring current")["live_t"]) > shown + 1000,
+            timeout=120,
+            what="live points after the archive died",
+        )
+        assert page.evaluate(TREND, "Ring current")["t"] == trend["t"]
+    finally:
+        archived.stop()

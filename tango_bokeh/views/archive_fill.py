@@ -380,7 +380,11 @@ class ArchiveFill:
                     self._busy = False
                     return
             outcome: dict[str, tuple[float, float, int, ArchiveColumns | Exception]] = {}
+            down: ArchiveUnavailable | None = None
             for attribute, (start, end, width) in pending.items():
+                if down is not None:  # one time-out per batch, not one per attribute
+                    outcome[attribute] = (start, end, width, down)
+                    continue
                 try:
                     got: ArchiveColumns | Exception = self.archive.get().read(
                         attribute, start, end, width
@@ -391,6 +395,8 @@ class ArchiveFill:
                 except Exception as exc:  # ArchiveError, or a bug: shown in place either way
                     if not isinstance(exc, ArchiveError):
                         log.exception("reading %s from %s", attribute, self.archive.name)
+                    if isinstance(exc, ArchiveUnavailable):
+                        down = exc
                     got = exc
                 outcome[attribute] = (start, end, width, got)
             try:
@@ -427,6 +433,9 @@ class ArchiveFill:
             series = next((s for s in trend._series if s.attribute == attribute), None)
             if series is None:
                 continue
+            if not len(got) and state.source is None:  # nothing archived there (yet)
+                state.segments.append(Segment(start, end, 0.0))
+                continue
             source = self._source(state, series)
             live_ms = self._live_start(attribute)
             before_ms = (live_ms + offset) * 1000.0 if math.isfinite(live_ms) else math.inf
@@ -462,7 +471,7 @@ class ArchiveFill:
             hover = fig.line("t", "y", source=source, line_alpha=0.0, line_width=6)
         else:
             line = hover = fig.line("t", "y", source=source, **style)
-        hover.name = f"{series.hover.name or series.label} (archive)"
+        hover.name = line.name = f"{series.hover.name or series.label} (archive)"
         renderers = [line] + ([hover] if hover is not line else [])
         for renderer in renderers:
             renderer.y_range_name = series.y_range_name
