@@ -189,6 +189,61 @@ def open_page(
     }
 
 
+# -- fill: the server's side of the same opening, in CPU time ---------------------------
+
+
+def fill(trends: int, minutes: float, rate: float) -> dict[str, dict[str, float]]:
+    """One session tick that fills ``trends`` trends from the hub's history, then the
+    serialisation of the messages it makes (what the server does for a page opening), CPU
+    time; ours against the same rows as JSON lists."""
+    from bokeh.document import Document
+
+    from tango_bokeh.monitor import MonitorSession
+    from tango_bokeh.views import Trend
+    from tango_bokeh.views.wire import WireTap
+
+    class NaiveTrend(Trend):
+        def _apply(self, series, new, now_ms):
+            if new is not None and series.rows_streamed == 0:
+                new = {key: column.tolist() for key, column in new.items()}
+                series.source.stream(new, rollover=self.history_points)
+                series.rows_streamed += len(new["t"])
+                return
+            super()._apply(series, new, now_ms)
+
+    acquisition = SyntheticAcquisition()
+    hub = Hub(acquisition, history_window=3600.0)
+    names = _names(trends)
+    keepers = [hub.subscribe(name) for name in names]
+    count = int(minutes * 60 * rate)
+    start = time.time() - count / rate
+    for i, name in enumerate(names):
+        values = _value(i, np.arange(count))
+        acquisition.feeds[name].extend(
+            [Sample(start + j / rate, float(values[j])) for j in range(count)]
+        )
+    for cursor in keepers:
+        cursor.read()
+    out = {}
+    for label, kind in (("ours", Trend), ("naive", NaiveTrend)):
+        views = [kind(name, history_seconds=3600.0) for name in names]
+        session = MonitorSession(*views, hub=hub, callback_period=None)
+        session.attach(Document())
+        tap = WireTap(session.document)
+        for name in names:  # one new sample each: the first read brings the history
+            acquisition.feeds[name].extend([Sample(time.time(), 1.0)])
+        began = time.process_time()
+        session.tick()
+        ticked = time.process_time()
+        size = tap.bytes  # bokeh's own serialiser, as the server runs it
+        done = time.process_time()
+        assert all(len(v._series[0].source.data["t"]) > count for v in views)
+        out[label] = {"tick_s": ticked - began, "serialise_s": done - ticked, "bytes": size}
+        session.close()
+    hub.close()
+    return out
+
+
 # -- memory -----------------------------------------------------------------------------
 
 
@@ -241,7 +296,7 @@ def _child(part: str, *args: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("open", "memory", "both"), default="both")
+    parser.add_argument("--part", choices=("open", "fill", "memory", "both"), default="both")
     parser.add_argument("--trends", type=int, default=20)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=10.0)
@@ -278,6 +333,16 @@ def main() -> None:
         print(
             f"  time ours / JSON lists:  {ours['open_to_drawn_s'] / naive['open_to_drawn_s']:.2f}"
         )
+    if args.part == "fill":
+        result = fill(args.trends, args.minutes, args.rate)
+        ours, naive = result["ours"], result["naive"]
+        print(f"fill: {args.trends} trends x {args.minutes:g} min at {args.rate:g} Hz, one tick "
+              "(CPU)")  # fmt: skip
+        for label, r in (("binary (ours)", ours), ("JSON lists", naive)):
+            print(f"  {label:<14} tick {r['tick_s'] * 1e3:7.1f} ms, serialise "
+                  f"{r['serialise_s'] * 1e3:7.1f} ms, {r['bytes'] / 1e6:5.2f} MB")  # fmt: skip
+        total = (ours["tick_s"] + ours["serialise_s"]) / (naive["tick_s"] + naive["serialise_s"])
+        print(f"  CPU ours / JSON lists: {total:.2f}; bytes {ours['bytes'] / naive['bytes']:.3f}")
     if args.part in ("memory", "both"):
         common = ["--attributes", str(args.attributes), "--hours", str(args.hours)]
         ours = _child("memory", *common)
