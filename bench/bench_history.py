@@ -1,6 +1,6 @@
 """Shared history: a page opened late, and what an hour of 500 attributes costs.
 
-    .venv/bin/python bench/bench_history.py [--part open|memory|both] [--trends 20]
+    .venv/bin/python bench/bench_history.py [--part open|fill|memory|both] [--trends 20]
         [--minutes 10] [--rate 10] [--attributes 500] [--hours 1]
 
 * **open**: a real bokeh server (this process) and Debian's Chromium. A page of
@@ -12,6 +12,9 @@
   the history in each trend's first stream, numpy arrays sent as binary.
   Baseline, same run, same page: the same rows sent as JSON lists
   (``NaiveTrend``). Target: bytes <= 0.3 x the baseline.
+* **fill**: the server's side of the same opening, in this process: one session
+  tick filling the trends from the hub's history, then bokeh's serialiser on the
+  messages it made (CPU time), ours against the same rows as JSON lists.
 * **memory**: ``--attributes`` scalar attributes x ``--hours`` at 1 Hz pushed
   into a hub as acquisition would (one reader each, reading every 10 samples).
   Ours: with the shared history; baseline, in a fresh process of the same
