@@ -320,7 +320,8 @@ def test_a_view_chosen_later_gets_the_archive(fake, monkeypatch):
     assert isinstance(view, AutoView)
     session = Session(hub=hub, callback_period=None)
     session.add_view(view)
-    view.set_option("archive", ArchiveFill(archive, loop.post, width=WIDTH, debounce=0.05))
+    # The plot's width as the page measures it (none here: DEFAULT_WIDTH columns).
+    view.set_option("archive", ArchiveFill(archive, loop.post, debounce=0.05))
     session.attach(Document())
     try:
         for i in range(30):
@@ -329,6 +330,7 @@ def test_a_view_chosen_later_gets_the_archive(fake, monkeypatch):
         assert isinstance(view.inner, Trend) and view.inner.archive is not None
         loop.run()
         assert view.inner.archive.points(CURRENT) > 0
+        assert archive.reads[-1][3] == archive_fill.DEFAULT_WIDTH
     finally:
         session.close()
 
@@ -459,15 +461,22 @@ def _open(page, served) -> None:
     )
 
 
-def _filled(page, title: str = "Ring current"):
+def _filled(page, served, title: str = "Ring current"):
     """The trend once it has archived and live points (waited for)."""
-    return wait_for(
-        lambda: (lambda s: s if s and len(s["t"]) > 100 and s["live_t"] else None)(
-            page.evaluate(TREND, title)
-        ),
-        timeout=180,
-        what=f"{title}: archived and live points",
-    )
+
+    def filled():
+        state = page.evaluate(TREND, title)
+        return state if state and len(state["t"]) > 100 and state["live_t"] else None
+
+    try:
+        return wait_for(filled, timeout=180, what=f"{title}: archived and live points")
+    except AssertionError as exc:
+        state = page.evaluate(TREND, title) or {}
+        shown = {k: (len(v) if isinstance(v, list) else v) for k, v in state.items()}
+        raise AssertionError(
+            f"{exc}\ntrend: {shown}\nbanners: {page.evaluate(BANNERS)}\n"
+            f"server:\n{served.output[-4000:]}"
+        ) from None
 
 
 @pytest.fixture
@@ -490,7 +499,7 @@ def test_a_trend_opens_filled_from_hdbpp_and_zoom_out_draws_more(
     archived = _ArchivedDashboard(control_system, tmp_path)
     try:
         _open(page, archived.served)
-        trend = _filled(page)
+        trend = _filled(page, archived.served)
         # The archived part is marked as such: its own renderers, lighter, "archive".
         assert trend["names"] and all(n.endswith("(archive)") for n in trend["names"])
         assert archived_alpha(trend) == [archive_fill.ALPHA]
@@ -541,7 +550,7 @@ def test_a_killed_archive_shows_in_place_and_live_data_goes_on(
     archived = _ArchivedDashboard(control_system, tmp_path)
     try:
         _open(page, archived.served)
-        trend = _filled(page)
+        trend = _filled(page, archived.served)
         archived.db.kill()
         now_ms = max(trend["live_t"])
         page.evaluate(ZOOM, ["Ring current", now_ms - 7200_000, now_ms])

@@ -275,7 +275,10 @@ class ArchiveFill:
             return
         self._filled = True
         start = now - trend.history_seconds
-        self._ask({a: (start, now) for a in trend.attributes}, at_least_once=True)
+        try:
+            self._ask({a: (start, now) for a in trend.attributes}, at_least_once=True)
+        except Exception:  # the archive's part must never stop the live one
+            log.exception("asking the archive for %s", ", ".join(trend.attributes))
 
     def problems(self) -> dict[str, Problem]:
         """What the banner says about the archive, for attributes with no worse news."""
@@ -317,7 +320,10 @@ class ArchiveFill:
         offset = _offset()
         start, end = float(event.x0) / 1000.0 - offset, float(event.x1) / 1000.0 - offset
         if end > start:
-            self._ask({a: (start, end) for a in self._trend.attributes})
+            try:
+                self._ask({a: (start, end) for a in self._trend.attributes})
+            except Exception:
+                log.exception("asking the archive for %s", ", ".join(self._trend.attributes))
 
     def _ask(self, ranges: Mapping[str, tuple[float, float]], at_least_once: bool = False) -> None:
         """Queue reads of ``ranges`` (epoch s) before each attribute's first live row,
@@ -353,8 +359,10 @@ class ArchiveFill:
     def _width(self) -> int:
         if self.width:
             return int(self.width)
-        trend = self._trend
-        inner = getattr(getattr(trend, "_figure", None), "inner_width", None)
+        try:  # what the page measured (bokeh syncs it back), when it did
+            inner = self._trend._figure.inner_width  # type: ignore[union-attr]
+        except Exception:  # bokeh's UnsetValueError until then
+            inner = None
         return int(inner) if isinstance(inner, int) and inner > 50 else DEFAULT_WIDTH
 
     def _live_start(self, attribute: str) -> float:
