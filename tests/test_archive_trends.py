@@ -572,3 +572,19 @@ def test_a_killed_archive_shows_in_place_and_live_data_goes_on(
         assert page.evaluate(TREND, "Ring current")["t"] == trend["t"]
     finally:
         archived.stop()
+
+
+def test_without_pyhdbpp_nothing_asked_is_no_archive(monkeypatch):
+    """No ``archive:`` key and no pyhdbpp: not configured (silent), not an error to show."""
+    import importlib.util
+
+    opened = []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "pyhdbpp" else real_find_spec(name, *args),
+    )
+    with pytest.raises(NotConfigured, match="pyhdbpp is not installed"):
+        archive_fill.default_opener(lambda: opened.append(1))()
+    assert opened == []

@@ -44,7 +44,7 @@ from ..app import session_application
 from ..hub import Hub
 from ..session import Session
 from ..tango.archive import open_archive
-from ..views.archive_fill import SharedArchive
+from ..views.archive_fill import SharedArchive, default_opener
 from .auth import USER_COOKIE, Access, page
 from .build import DashboardSession, RefusedSession, url_arguments
 from .control import Actuator
@@ -230,7 +230,9 @@ class DashboardServer:
     @staticmethod
     def _archive(dashboard: DashboardFile) -> SharedArchive:
         settings = dashboard.model.archive
-        config = settings.config() if settings is not None else None
+        if settings is None:  # pyhdbpp's default, if it has one
+            return SharedArchive(default_opener(open_archive))
+        config = settings.config()
         return SharedArchive(lambda: open_archive(config))
 
     def _tango_hosts(self) -> list[str | None]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..session import Session
 from ..tango.archive import Archive, ArchiveConfig, open_archive
-from ..views.archive_fill import ArchiveFill, SharedArchive
+from ..views.archive_fill import ArchiveFill, SharedArchive, default_opener
 from .cells import cell_session_name, cells
 from .config import UrlFunction
 from .outputs import Output
@@ -109,7 +109,7 @@ def _archive(archive: Any) -> SharedArchive | None:
         return None
     if archive is None:  # pyhdbpp's default: one per kernel (NotConfigured is remembered)
         if _default_archive is None:
-            _default_archive = SharedArchive(open_archive)
+            _default_archive = SharedArchive(default_opener(open_archive))
         return _default_archive
     if isinstance(archive, SharedArchive):
         return archive

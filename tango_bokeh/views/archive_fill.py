@@ -142,6 +142,20 @@ class SharedArchive:
             archive.close()
 
 
+def default_opener(open_default: Callable[[], Archive]) -> Callable[[], Archive]:
+    """``open_default`` (pyhdbpp's default reader), or :class:`NotConfigured` when pyhdbpp
+    is not installed: nothing asked for an archive, so its absence is no error to show."""
+
+    def opener() -> Archive:
+        import importlib.util
+
+        if importlib.util.find_spec("pyhdbpp") is None:
+            raise NotConfigured("no archive configured, and pyhdbpp is not installed")
+        return open_default()
+
+    return opener
+
+
 # -- what is drawn where: pure functions, tested on FakeArchive ------------------------
 
 
@@ -510,5 +524,6 @@ __all__ = [
     "SharedArchive",
     "archived_rows",
     "covered",
+    "default_opener",
     "merged",
 ]
