@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import tango
+from playwright.sync_api import Error as PlaywrightError
 
 from tango_bokeh.dashboard.auth import add_user
 from tango_bokeh.sim import ControlSystem
@@ -158,6 +159,17 @@ def test_demo_dashboard_renders_and_updates(served: Served, page):
     page.screenshot(path=str(ARTIFACTS / "dashboard-demo.png"), full_page=True)
 
 
+def _badge(page, text: str) -> str | None:
+    """The background colour of the first element showing exactly ``text`` (None: none)."""
+    badge = page.get_by_text(text, exact=True)
+    if not badge.count():
+        return None
+    try:
+        return badge.first.evaluate("e => getComputedStyle(e).backgroundColor", timeout=1_000)
+    except PlaywrightError:  # the value changed meanwhile: no such element any more
+        return None
+
+
 def test_state_table_shows_the_operator_colours(served: Served, page):
     open_dashboard(page, f"{served.url}/demo")
     rows = wait_for(
@@ -178,12 +190,16 @@ def test_state_table_shows_the_operator_colours(served: Served, page):
     for row in rows:
         expected = STATE_RGB[row["value"]]
         assert _rgb(row["value_bg"]) == expected, row
-    # what the browser draws: the badge of each state has its colour
-    for state in {r["value"] for r in rows}:
-        badge = page.get_by_text(state, exact=True).first
-        assert badge.evaluate("e => getComputedStyle(e).backgroundColor") == STATE_RGB[state]
-    valid = page.get_by_text("VALID", exact=True).first
-    assert valid.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(0, 255, 0)"
+
+    # what the browser draws: the badge of each state has its colour (the grid re-renders a
+    # row's cells when a value arrives, and a node replaced meanwhile has no computed style:
+    # read it again)
+    def badges_coloured() -> bool:
+        states = {r["value"] for r in page.evaluate(TABLE_ROWS, "Ring")}  # states now
+        return all(_badge(page, state) == STATE_RGB.get(state) for state in states)
+
+    wait_for(badges_coloured, timeout=60, what="every state's badge in its colour")
+    wait_for(lambda: _badge(page, "VALID") == "rgb(0, 255, 0)", what="the VALID badge")
 
 
 def _rgb(hex_colour: str) -> str:
