@@ -407,9 +407,18 @@ class ArchiveFill:
                 if down is not None:  # one time-out per batch, not one per attribute
                     outcome[attribute] = (start, end, width, down)
                     continue
+                began = time.perf_counter()
                 try:
                     got: ArchiveColumns | Exception = self.archive.get().read(
                         attribute, start, end, width
+                    )
+                    log.info(
+                        "archive: %s, %.0f s: %d points of %d rows in %.2f s",
+                        attribute,
+                        end - start,
+                        len(got),
+                        got.rows,
+                        time.perf_counter() - began,
                     )
                 except NotConfigured as exc:
                     outcome = {attribute: (start, end, width, exc)}
