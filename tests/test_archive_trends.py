@@ -588,3 +588,20 @@ def test_without_pyhdbpp_nothing_asked_is_no_archive(monkeypatch):
     with pytest.raises(NotConfigured, match="pyhdbpp is not installed"):
         archive_fill.default_opener(lambda: opened.append(1))()
     assert opened == []
+
+
+def test_what_monitor_takes_as_its_archive():
+    """``monitor(..., archive=...)``: a config, its dict, an Archive, False; one default."""
+    from tango_bokeh.notebook import display
+    from tango_bokeh.tango.archive import ArchiveConfig
+
+    assert display._archive(False) is None
+    assert display._archive(None) is display._archive(None)  # one per kernel
+    fake = FakeArchive()
+    assert display._archive(fake).get() is fake
+    shared = archive_fill.SharedArchive(fake)
+    assert display._archive(shared) is shared
+    for given in (ArchiveConfig(reader="mariadb", host="h", user="u"), {"reader": "mariadb"}):
+        assert isinstance(display._archive(given), archive_fill.SharedArchive)
+    with pytest.raises(TypeError, match="archive: expected an ArchiveConfig"):
+        display._archive("hdbpp")
