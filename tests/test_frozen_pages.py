@@ -1,9 +1,9 @@
 """Twenty pages of which ten frozen: the live ones go on, the frozen ones cost the server nothing.
 
-One dashboard server (in this process), twenty pages in headless Chromium: the
-ten to freeze in one browser context, the ten live ones in another (contexts
-never share a renderer process, so a frozen page cannot stall a live one). Ten
-are then frozen for real: the debugger pauses their main thread
+One dashboard server (in this process), twenty pages in headless Chromium: each
+page to freeze in a browser context of its own, the ten live ones in another
+(contexts never share a renderer process, and a paused page stalls its whole
+process). Ten are then frozen for real: the debugger pauses their main thread
 (``Debugger.pause`` over the Chrome DevTools Protocol).
 ``Page.setWebLifecycleState {state: 'frozen'}`` was tried first and does not
 stop a visible page's timers in this Chromium: a page's counter kept running.
@@ -141,10 +141,12 @@ def test_ten_frozen_pages_of_twenty_are_paced_and_the_others_go_on(hub: Hub, bro
     server = DashboardServer([parse(PAGE, "frozen.yaml")], hub=hub)
     running = Serving(server, ServeOptions(port=0)).start_thread()
     try:
-        # one browser context for the pages to freeze, one for the live ones: contexts never
-        # share a renderer process, and pages of one context share its cache (bokeh's scripts)
-        contexts = [browser.new_context(viewport={"width": 900, "height": 600}) for _ in range(2)]
-        pages = [contexts[i * 2 // PAGES].new_page() for i in range(PAGES)]
+        # a browser context for each page to freeze, one for the live ones: contexts never
+        # share a renderer process (a paused page stalls its whole process), and the live
+        # pages share their context's cache (bokeh's scripts)
+        contexts = [browser.new_context(viewport={"width": 900, "height": 600})
+                    for _ in range(FROZEN + 1)]  # fmt: skip
+        pages = [contexts[min(i, FROZEN)].new_page() for i in range(PAGES)]
         for page in pages:  # all load at once
             page.goto(f"{running.url}/frozen", wait_until="commit", timeout=120_000)
         for i, page in enumerate(pages):  # (evaluate has no time-out of its own)
@@ -161,12 +163,14 @@ def test_ten_frozen_pages_of_twenty_are_paced_and_the_others_go_on(hub: Hub, bro
         before = lags(live_sessions, 10.0)  # baseline: the same pages, none frozen
         log(f"lag of the live pages, none frozen: {_spread(before)}")
 
-        debuggers = []
-        for page in frozen:
-            cdp = contexts[0].new_cdp_session(page)
+        debuggers = [
+            context.new_cdp_session(page)
+            for context, page in zip(contexts[:FROZEN], frozen, strict=True)
+        ]
+        for cdp in debuggers:
             cdp.send("Debugger.enable")
+        for cdp in debuggers:
             cdp.send("Debugger.pause")  # takes effect with the page's next script: a message
-            debuggers.append(cdp)
         wait_for(lambda: all(s.pace.lag > 5 for s in frozen_sessions), timeout=60,
                  what="the frozen pages to stop acknowledging")  # fmt: skip
         frozen_at = time.time()
