@@ -220,8 +220,10 @@ def stack(base_images: dict[str, float], tmp_path_factory: pytest.TempPathFactor
     stack = Stack(tmp_path_factory.mktemp("compose"))
     stack.timings.update(base_images)
     try:
-        # pip inside the build: over 25 min on a shared 2-core host at load 50-80
-        stack.timed("build", "build", timeout=3600)
+        # pip inside the build: over 25 min on a shared 2-core host at load 50-80.
+        # TANGO_BOKEH_COMPOSE_BUILD=0: the images built last time (a test's quick re-run)
+        if os.environ.get("TANGO_BOKEH_COMPOSE_BUILD", "1") != "0":
+            stack.timed("build", "build", timeout=3600)
         stack.timed("up -d", "up", "-d")
         start = time.monotonic()
         try:
