@@ -311,6 +311,7 @@ class MonitorSession(Session):
 _PAGE_ATTRIBUTES = (
     "_status",
     "_download",
+    "_downloader",
     "period_slider",
     "history_slider",
     "window_select",
