@@ -20,6 +20,7 @@ from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
 from .cleanup import SessionLifecycle, coalesce_collections
+from .logs import lower_routine_warnings
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def session_application(
             raise
 
     coalesce_collections()
+    lower_routine_warnings()
     handler = FunctionHandler(make_document)
     if identify is not None:
         handler.process_request = identify  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tango_bokeh"
 #: Bottom to top. ``files`` (bounded reading of operator files) and ``threads`` (thread contracts)
 #: are leaves anyone may use.
 LAYERS = [
-    ("files", "threads"),
+    ("files", "threads", "logs"),
     ("tango",),  # everything that knows PyTango, and the value types everyone shares
     ("ring", "history"),
     ("hub",),

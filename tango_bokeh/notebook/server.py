@@ -23,6 +23,7 @@ from bokeh.util.token import generate_jwt_token, generate_session_id, get_sessio
 from tornado.ioloop import IOLoop
 
 from ..cleanup import SessionLifecycle, coalesce_collections
+from ..logs import lower_routine_warnings
 from ..session import Session
 from . import internals
 from .claims import SESSION_TOKEN_SECONDS, Claim, ClaimHandler, OutputSocket
@@ -114,6 +115,7 @@ class NotebookServer:
     def _make_server(self, loop: IOLoop, origins: list[str]) -> Server:
         """The bokeh server, made and started on its own loop (thread contract: that loop)."""
         coalesce_collections()
+        lower_routine_warnings()
         options: dict[str, Any] = {
             "check_unused_sessions_milliseconds": 2_000,
             "unused_session_lifetime_milliseconds": 15_000,
