@@ -396,3 +396,19 @@ def test_reads_from_several_threads_at_once_agree(archive, six_hours):
         assert one.decimated == other.decimated
         np.testing.assert_array_equal(one.t, other.t)
         np.testing.assert_array_equal(one.value, other.value)
+
+
+def test_a_device_alias_reads_its_devices_archive(archive, archive_db, control_system):
+    """HDB++ stores device names; a dashboard may name the device by its alias (mot1)."""
+    name = f"tango://{control_system.tango_host}/sim/motor/1/velocity"
+    t = float(int(time.time()) - 600) + np.arange(10, dtype=np.float64)
+    writer = HdbppWriter(Connection.of(archive_db))
+    try:
+        att_id, table = writer.add(name, "scalar_devdouble_rw")
+        writer.insert(att_id, table, [(a, float(i), 0, None) for i, a in enumerate(t.tolist())])
+    finally:
+        writer.close()
+    got = archive.read("mot1/Velocity", t[0], t[-1], max_points=800)
+    assert got.rows == 10 and list(got.value) == [float(i) for i in range(10)]
+    with pytest.raises(NotArchived):
+        archive.read("nosuchalias/Velocity", t[0], t[-1], max_points=800)

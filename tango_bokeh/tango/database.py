@@ -71,3 +71,12 @@ def answers(address: str, timeout_ms: int = 1000) -> bool:
     except tango.DevFailed:
         return False
     return True
+
+
+def resolve_alias(alias: str, host: str | None = None) -> str | None:
+    """The device name ``alias`` stands for in the database at ``host``; None if it names none
+    (or the database cannot be asked)."""
+    try:
+        return str(connect(host).get_device_alias(alias))
+    except tango.DevFailed:
+        return None

@@ -248,6 +248,7 @@ class HdbppArchive:
         tries = [key]
         if key.startswith("tango://"):
             tries.append(key.split("/", 3)[3])  # the same name on any control system
+        tries += _by_device_name(attribute)  # HDB++ knows devices by name, never by alias
         with self._lock:
             try:
                 for reload in (False, True):
@@ -327,3 +328,21 @@ def _epoch(value: Any) -> float:
     if hasattr(value, "timestamp"):
         return float(value.timestamp())
     return float(value)
+
+
+def _by_device_name(attribute: str) -> list[str]:
+    """``attribute`` with its device alias replaced by the device's name (none if no alias)."""
+    from .database import resolve_alias
+    from .names import InvalidName, parse_name
+
+    try:
+        name = parse_name(attribute)
+    except InvalidName:
+        return []
+    if not name.is_alias:
+        return []
+    device = resolve_alias(name.device, name.host)
+    if not device:
+        return []
+    prefix = f"tango://{name.host}/" if name.host else ""
+    return [normalise_name(f"{prefix}{device}/{name.attribute}")]
