@@ -57,8 +57,8 @@ if not HAVE_CHROMIUM:  # pragma: no cover - .ci/run installs it
 
 PAGES = 20
 FROZEN = 10
-#: How long the frozen pages stay frozen once they are seen to be (s): unpaced, Chromium
-#: takes in about 3 MB for a paused page before it stops reading, 40 s of this dashboard.
+#: How long the frozen pages stay frozen once they are seen to be (s): unpaced, the bytes
+#: held for one grow by ~70 kB/s from the start and pass the limit within a few seconds.
 FROZEN_FOR = 60.0
 #: Bytes the server may hold for one frozen page (its write buffer and its socket's unsent
 #: bytes): what was sent before it was found late and the clock's small changes since,
