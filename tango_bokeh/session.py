@@ -295,7 +295,14 @@ class Session:
         """Metadata, mode and error of every subscribed attribute, for the views."""
         return {
             name: AttributeState(
-                name, c.info, c.mode, c.status, c.lost, c.channel.queue_full, c.channel.poll
+                name,
+                c.info,
+                c.mode,
+                c.status,
+                c.lost,
+                c.channel.queue_full,
+                c.channel.poll,
+                c.channel.lost_estimate,
             )
             for name, c in self._cursors.items()
         }

@@ -98,3 +98,14 @@ def test_a_missing_attribute_and_a_read_error_show_in_place(fake):
         assert "Current · change" in session.status_text
     finally:
         session.close()
+
+
+def test_events_lost_before_the_hub_reach_the_views_state(fake):
+    hub, device = fake
+    session = Session(hub=hub, callback_period=None)
+    session.subscribe(CURRENT)
+    try:
+        device.lose(CURRENT, 17)
+        assert session.states()[CURRENT].lost_estimate == 17
+    finally:
+        session.close()

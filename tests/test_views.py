@@ -7,7 +7,6 @@ binary buffers included), so these tests assert on the real messages.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import time
@@ -200,13 +199,6 @@ def test_trend_says_when_an_event_storm_drops_samples():
     assert "value INVALID" in trend.problem_text  # worse news wins
 
 
-@dataclasses.dataclass(frozen=True)
-class _StateWithEstimate(AttributeState):
-    """A state that carries the hub's estimate of events lost before it (ZMQ's missed events)."""
-
-    lost_estimate: int = 0
-
-
 def test_trend_says_when_events_are_estimated_lost_before_the_hub():
     """ZMQ dropped events (API_MissedEvents): neither the ring nor Tango's queue overflowed."""
     trend = Trend(POS)
@@ -214,7 +206,7 @@ def test_trend_says_when_events_are_estimated_lost_before_the_hub():
 
     def state(estimate: int) -> dict[str, AttributeState]:
         info = INFOS[POS]
-        return {POS: _StateWithEstimate(POS, info, Mode.CHANGE, None, lost_estimate=estimate)}
+        return {POS: AttributeState(POS, info, Mode.CHANGE, None, lost_estimate=estimate)}
 
     trend.update({POS: [Sample(T0, 1.0)]}, T0 + 0.1, state(40))  # lost before: not news
     trend.update({POS: [Sample(T0 + 1.0, 2.0)]}, T0 + 1.1, state(40))

@@ -88,6 +88,11 @@ class FakeAcquisition:
             feed.push(sample)
         return sample
 
+    def lose(self, name: str, count: int) -> None:
+        """``count`` events of ``name`` lost before the hub (as ZMQ's missed events are)."""
+        for feed in self._feeds(name, None):
+            feed.note_lost(count)
+
     def acquiring(self, name: str) -> int:
         """How many feeds acquire ``name`` now."""
         with self._lock:
@@ -139,11 +144,12 @@ class FakeAcquisition:
 
     # -- inside ------------------------------------------------------------------------
 
-    def _feeds(self, name: str, sample: Sample) -> list[Feed]:
+    def _feeds(self, name: str, sample: Sample | None) -> list[Feed]:
         key = parse_name(name).key
         with self._lock:
             device = self._devices.setdefault(key, FakeDevice(_info(name)))
-            device.history = [sample]  # the newest, for a feed that starts later
+            if sample is not None:
+                device.history = [sample]  # the newest, for a feed that starts later
             return [h.feed for h in self._handles.get(key, ()) if not h.stopped]
 
     def _stopped(self, handle: FakeHandle) -> None:

@@ -24,6 +24,7 @@ class AttributeState:
     lost: int = 0  # samples this reader lost to ring overflow so far
     queue_full: int = 0  # times Tango's event queue was found full (events lost before the hub)
     poll: PollRate | None = None  # under client polling: how often it is read, and why
+    lost_estimate: int = 0  # events estimated lost before the hub (ZMQ, see tango/losses.py)
 
 
 __all__ = ["AttributeState"]

@@ -700,10 +700,10 @@ class Trend(PanelView):
     def _count_losses(series: _Series, state: AttributeState | None, now: float) -> None:
         """Note when samples of an event storm were lost: the reader's ring overflowed, Tango's
         queue was found full, or events were estimated lost before the hub (ZMQ's
-        ``API_MissedEvents``: ``lost_estimate``, when the state carries it)."""
+        ``API_MissedEvents``: ``lost_estimate``)."""
         if state is None:
             return
-        losses = state.lost + state.queue_full + getattr(state, "lost_estimate", 0)
+        losses = state.lost + state.queue_full + state.lost_estimate
         if series.losses is not None and losses > series.losses:
             series.dropped_at = now
         series.losses = losses
