@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import tango
 
+from .errors import describe_stack
 from .modes import RETRY_REASONS
 from .sample import AttributeInfo, Encoded, Format, Kind, Quality, Sample
 
@@ -58,9 +59,8 @@ def error_text(errors: Sequence[Any]) -> tuple[str, str]:
     """``(reason, "reason: description")`` of the most specific error of a Tango error stack."""
     if not errors:
         return "Unknown", "Unknown: unknown Tango error"
-    first = errors[0]
-    reason = str(getattr(first, "reason", "Unknown"))
-    desc = str(getattr(first, "desc", "")).strip().replace("\n", " ")
+    reason, desc = describe_stack(errors)
+    reason = reason or "Unknown"
     return reason, f"{reason}: {desc}"
 
 
