@@ -37,6 +37,18 @@ def control_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Control
 
 
 @pytest.fixture
+def fake_hub() -> Iterator[Hub]:
+    """A hub on the in-memory acquisition (tango/fake.py): for our own logic, no Tango."""
+    from tango_bokeh.tango.fake import FakeAcquisition
+
+    hub = Hub(FakeAcquisition())
+    try:
+        yield hub
+    finally:
+        hub.close()
+
+
+@pytest.fixture
 def hub(control_system: ControlSystem) -> Iterator[Hub]:
     """A hub of its own (fast polling), closed after the test."""
     hub = Hub(Acquisition(AcquisitionConfig(poll_period=0.2, retry_delays=(0.5, 1.0))))

@@ -1,4 +1,5 @@
-"""Sessions: registry semantics, Document lifecycle on a real bokeh server, Tango clean-up."""
+"""Sessions: registry semantics (on the in-memory acquisition: no Tango needed), Document
+lifecycle on a real bokeh server, Tango clean-up."""
 
 from __future__ import annotations
 
@@ -40,33 +41,33 @@ class Recorder(Session):
         self.periodic_calls += 1
 
 
-def test_names_and_registry(hub: Hub):
-    a = Session("alpha", hub=hub)
-    b = Session(hub=hub)
+def test_names_and_registry(fake_hub: Hub):
+    a = Session("alpha", hub=fake_hub)
+    b = Session(hub=fake_hub)
     assert Session.get("alpha") is a and len(b.name) == 36  # uuid when unnamed
     assert {a, b} <= set(Session.sessions())
     assert "alpha" in Session.status() and repr(a).startswith("Session:alpha:")
 
 
-def test_same_name_closes_the_older_session_and_its_subscriptions(hub: Hub):
-    first = Recorder("cell-1", hub=hub)
-    wait_for(lambda: hub.stats().subscriptions == 2, what="2 subscriptions")
-    second = Recorder("cell-1", hub=hub)
+def test_same_name_closes_the_older_session_and_its_subscriptions(fake_hub: Hub):
+    first = Recorder("cell-1", hub=fake_hub)
+    wait_for(lambda: fake_hub.stats().subscriptions == 2, what="2 subscriptions")
+    second = Recorder("cell-1", hub=fake_hub)
     assert first.closed and not second.closed
     assert Session.get("cell-1") is second
-    assert hub.stats().consumers == 2  # the second one's only
+    assert fake_hub.stats().consumers == 2  # the second one's only
     second.close()
-    wait_for(lambda: hub.stats().subscriptions == 0, what="subscriptions dropped")
+    wait_for(lambda: fake_hub.stats().subscriptions == 0, what="subscriptions dropped")
 
 
-def test_close_is_idempotent_and_final(hub: Hub):
-    session = Recorder("once", hub=hub)
+def test_close_is_idempotent_and_final(fake_hub: Hub):
+    session = Recorder("once", hub=fake_hub)
     session.close()
     session.close()
     assert session.closed and Session.get("once") is None
     with pytest.raises(RuntimeError, match="closed"):
         session.subscribe("sim/counter/1/Counts")
-    assert hub.stats().consumers == 0
+    assert fake_hub.stats().consumers == 0
 
 
 def test_callback_period_has_a_floor():
@@ -77,14 +78,14 @@ def test_callback_period_has_a_floor():
     Session._registry.pop(session.name, None)
 
 
-def test_malformed_attribute_fails_the_constructor_cleanly(hub: Hub):
+def test_malformed_attribute_fails_the_constructor_cleanly(fake_hub: Hub):
     class Bad(Session):
         attributes = ("sim/counter/1/Counts", "not-a-name")
 
     with pytest.raises(InvalidName):
-        Bad("bad", hub=hub)
+        Bad("bad", hub=fake_hub)
     assert Session.get("bad") is None
-    wait_for(lambda: hub.stats().consumers == 0, what="the good attribute released")
+    wait_for(lambda: fake_hub.stats().consumers == 0, what="the good attribute released")
 
 
 def test_bare_document_tick(hub: Hub):
