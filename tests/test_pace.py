@@ -83,3 +83,35 @@ def test_a_busy_page_is_paced_and_says_it_is_late(hub: Hub, page):
         wait_for(caught_up, timeout=30, what="updates to flow again once the page caught up")
     finally:
         running.join()
+
+
+def test_a_slow_page_gets_one_update_per_acknowledgement_and_a_frozen_one_none(monkeypatch):
+    """On an overloaded machine a page's round trip alone may exceed the allowance: it must
+    still get the newest state at its own pace, never starve; a frozen page gets nothing."""
+    from bokeh.document import Document
+
+    from tango_bokeh.dashboard import pace as pace_module
+    from tango_bokeh.dashboard.pace import Pace
+
+    clock = [1000.0]
+    monkeypatch.setattr(pace_module.time, "time", lambda: clock[0])
+    pace = Pace(0.25)  # allowance: 2 s
+    pace.install(Document())
+    pace.beat()
+    pace.clock.seen = 1000.0
+    clock[0] = 1001.0
+    assert not pace.behind()  # within the allowance
+    clock[0] = 1010.0  # the page trails by 10 s
+    assert not pace.behind()  # one update goes through: the newest state
+    pace.beat()
+    for now in (1011.0, 1012.0):
+        clock[0] = now
+        assert pace.behind()  # not applied yet: nothing more
+    pace.clock.seen = 1010.0  # the page applied it, 2 s later
+    clock[0] = 1013.0
+    assert not pace.behind()  # still 3 s behind, yet it gets the newest state again
+    pace.beat()
+    for now in range(1014, 1034):  # frozen: no acknowledgement any more
+        clock[0] = float(now)
+        assert pace.behind()
+    assert pace.skipped == 22

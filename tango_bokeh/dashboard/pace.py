@@ -12,7 +12,9 @@ change, copies it into ``seen`` (a ``js_on_change`` callback, so it runs
 after everything sent before it). When ``sent - seen`` exceeds the
 allowance, the session skips its view updates: samples wait in the hub's
 ring (bounded; trends get them all in one batch when the page catches up,
-spectra and images only their newest frame). The page shows its own lag
+spectra and images only their newest frame), except for one update per
+acknowledgement, so that a page slower than the allowance still gets the
+newest state at its own pace (and a frozen one nothing). The page shows its own lag
 when it is behind by more than a few ticks, and ``/metrics`` shows each
 dashboard's worst lag and the ticks skipped.
 
@@ -79,6 +81,7 @@ class Pace:
         self.allowance = allowance if allowance is not None else max(3 * period, 2.0)
         self.clock = PageClock(period=period, name="tango-bokeh-page-clock")
         self.skipped = 0
+        self._granted = 0.0  # server time of the last update let through to a trailing page
         self._installed = False
 
     def install(self, doc: Document) -> None:
@@ -95,13 +98,25 @@ class Pace:
         return max(0.0, self.clock.sent - seen)
 
     def behind(self) -> bool:
-        """True if this tick should leave the views alone (the page has not caught up)."""
+        """True if this tick should leave the views alone (the page has not caught up).
+
+        A page that trails by more than the allowance still gets one update per
+        acknowledgement it makes: once it has applied the last update let through,
+        the next tick brings it the newest state. A slow page (its round trip alone
+        longer than the allowance, as on an overloaded machine) is thus updated at
+        its own pace instead of never; a frozen page, which acknowledges nothing,
+        gets nothing more.
+        """
         if not self._installed or self.clock.seen == 0.0:
             return False  # no acknowledgement yet: a page that never answers is not paced
-        if time.time() - self.clock.seen > self.allowance:
-            self.skipped += 1
-            return True
-        return False
+        now = time.time()
+        if now - self.clock.seen <= self.allowance:
+            return False
+        if self.clock.seen >= self._granted:  # it applied the last update let through
+            self._granted = now  # this tick's stamp (beat) is at least this
+            return False
+        self.skipped += 1
+        return True
 
     def beat(self) -> None:
         """Stamp this tick (the page acknowledges it when it has applied it)."""
