@@ -143,10 +143,10 @@ def image(cls: type[Image], ticks: int, rate: int = 10) -> dict:
     info = AttributeInfo(name, format=Format.IMAGE, dtype="uint16")
     session, hub, acquisition, tap = _session([cls(name)], {name: info})
     rng = np.random.default_rng(3)
-    frames = [rng.integers(0, 4096, (512, 512), dtype=np.uint16) for _ in range(rate)]
     now = time.time()
     measured = []
-    for _ in range(ticks):
+    for _ in range(ticks):  # a camera: every frame new (an unchanged frame is not re-sent)
+        frames = [rng.integers(0, 4096, (512, 512), dtype=np.uint16) for _ in range(rate)]
         for i, frame in enumerate(frames):
             acquisition.push(name, frame, t=now + i / rate)
         now += 1.0
