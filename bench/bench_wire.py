@@ -139,7 +139,8 @@ def image(ticks: int) -> dict[str, float]:
     frames = [rng.integers(0, 4096, (512, 512), dtype=np.uint16) for _ in range(10)]
     now = time.time()
     ours = []
-    for _ in range(ticks):
+    for _ in range(ticks):  # a camera: every frame new (an unchanged frame is not re-sent)
+        frames = [rng.integers(0, 4096, (512, 512), dtype=np.uint16) for _ in range(10)]
         batch = {IMG: [Sample(now + i / 10, frames[i]) for i in range(10)]}  # 10 Hz, 1 s tick
         now += 1
         tap.reset()
