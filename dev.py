@@ -26,7 +26,7 @@ BIN = VENV / "bin"
 STAMP = VENV / ".tango-bokeh-installed"
 NODE = VENV / "node"
 NODE_SPEC = ROOT / "tests" / "jupyterhub"
-EXTRAS = {"demo": "notebook,dashboard", "test": "notebook,dashboard,test"}
+EXTRAS = {"demo": "notebook,dashboard,archive", "test": "notebook,dashboard,archive,test"}
 
 
 def _fingerprint(extras: str) -> str:
