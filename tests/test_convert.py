@@ -71,21 +71,12 @@ def test_state_names_compare_with_pytangos_enum():
         devstate("SLEEPY")
 
 
-def _devfailed(reason: str, desc: str) -> tango.DevFailed:
-    try:
-        tango.Except.throw_exception(reason, desc, "test")
-    except tango.DevFailed as exc:
-        return exc
-    raise AssertionError("throw_exception did not raise")
-
-
 def test_one_error_text_for_samples_writes_and_checks():
     """A delayed connection is said to be the connection failure it is (Tango's wording
     hides it), the same way in a failed read's sample and in every other message."""
-    from tango_bokeh.tango.convert import error_text, sample_from_exception
     from tango_bokeh.tango.errors import describe
 
-    delayed = _devfailed(
+    delayed = dev_failed(
         "API_CantConnectToDevice",
         "Failed to connect to device sim/motor/1\nThe connection request was delayed.\n"
         "The last connection request was done less than 1000 ms ago",
@@ -98,6 +89,6 @@ def test_one_error_text_for_samples_writes_and_checks():
     )
     assert error_text(delayed.args) == (reason, f"{reason}: {text}")
     assert sample_from_exception(delayed).error == f"{reason}: {text}"
-    plain = _devfailed("API_AttrNotFound", "no attribute\nNope here")
+    plain = dev_failed("API_AttrNotFound", "no attribute\nNope here")
     assert describe(plain) == ("API_AttrNotFound", "no attribute Nope here")
     assert describe(ValueError("bad  value")) == ("", "bad value")
