@@ -8,9 +8,10 @@ lays them out under a control bar:
 * update period (the seed's slider, driving ``update_callback_period``),
   history length in points and time window (trends);
 * freeze (pause the tick; data keeps arriving in the hub, bounded) and clear;
-* export of what is displayed as CSV (one file, or a zip of one CSV per view),
-  downloaded by the browser from the page itself: no extra HTTP route, works
-  offline and in notebooks;
+* export of what is displayed (visible range and series, live and archived) as one
+  long-format CSV or NeXus-style HDF5 file, written off the loop and streamed to the
+  page, which downloads it itself: no extra HTTP route, works offline and in
+  notebooks; :meth:`MonitorSession.save` writes the same file from Python;
 * a status line with each attribute's acquisition mode, stale and error marks.
 
 A view whose update raises shows the error in its own panel; the others keep
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from bokeh.layouts import column, row
@@ -37,7 +40,7 @@ from .tango.sample import Sample
 from .views.auto import AutoView, view_for
 from .views.banner import Banner, Level, Problem, attribute_problem
 from .views.base import AttributeState, View
-from .views.export import Download, Export
+from .views.export import Export, export_button, show_status
 from .views.palette import ERROR_TEXT, MODE_COLORS, MODE_TEXT, STALE_COLOR
 from .views.style import FONT, PANEL_STYLES
 from .views.table import ValueTable
@@ -192,16 +195,8 @@ class MonitorSession(Session):
         self.freeze_toggle.on_change("active", self._on_freeze)
         self.clear_button = Button(label="Clear", width=80, align="end")
         self.clear_button.on_click(self.clear)
-        self._downloader = Download()
-        self._download = self._downloader.source
-        self.export_button = Button(
-            label="⬇ Export CSV",
-            width=120,
-            align="end",
-            button_type="primary",
-            tags=[self._download],  # keeps the hidden source in the Document
-        )
-        self.export_button.on_click(self._on_export)
+        self.export_button = export_button(self.start_export, self.download, width=150,
+                                           align="end")  # fmt: skip
         return row(
             self.period_slider,
             self.history_slider,
@@ -254,8 +249,17 @@ class MonitorSession(Session):
         self.freeze_toggle.button_type = "warning" if active else "default"
         self._refresh_status(self.states())
 
-    def _on_export(self) -> None:
-        self._downloader.send(self.export())
+    def export_status(self, text: str) -> None:
+        show_status(self.__dict__.get("export_button"), text)
+
+    def save(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
+        """Write what the panel shows to ``path`` (any thread): the same file as its Export
+        button; ``format`` "csv" or "hdf5", else from the suffix (.h5, .hdf5, .nxs: HDF5)."""
+        target = Path(path)
+        if format is None:
+            format = "hdf5" if target.suffix.lower() in (".h5", ".hdf5", ".nxs", ".hdf") else "csv"
+        target.write_bytes(self.export(format).payload)
+        return target
 
     def set_view_option(self, name: str, value: Any) -> None:
         """Set a view option (``history_points``, ``history_seconds``) on every view taking it."""
@@ -310,8 +314,6 @@ class MonitorSession(Session):
 #: The page's models a MonitorSession holds (released on close).
 _PAGE_ATTRIBUTES = (
     "_status",
-    "_download",
-    "_downloader",
     "period_slider",
     "history_slider",
     "window_select",

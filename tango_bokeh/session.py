@@ -37,7 +37,7 @@ from .hub import Cursor, Hub
 from .tango.sample import Sample
 from .tango.state import AttributeState
 from .threads import ANY, LOOP, any_thread, contract, document_thread, loop_only
-from .views.export import Export, csv_files, export_views
+from .views.export import Download, Export, csv_files, export_views, snapshot
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -539,9 +539,38 @@ class Session:
         """What is displayed, as one CSV text per view (file name -> text)."""
         return csv_files(self.views)
 
-    def export(self) -> Export:
-        """One CSV when one view has data, else a zip holding one CSV per view."""
-        return export_views(self.views, self.export_title())
+    @any_thread
+    def export(self, format: str = "csv") -> Export:
+        """What every view shows (visible range and series), as one file: ``format`` is
+        "csv" (long format) or "hdf5" (NeXus-style); built now, on the calling thread."""
+        return export_views(self.views, self.export_title(), format)
+
+    @property
+    def download(self) -> Download:
+        """The page's hidden download source and its export in flight (made on first use;
+        dropped when the session closes)."""
+        download: Download | None = getattr(self, "_download_channel", None)
+        if download is None:
+            download = Download(self.safe_document_modifications, self.export_status)
+            self._download_channel = download
+            self.on_close(self._drop_download)
+        return download
+
+    def _drop_download(self) -> None:
+        download, self._download_channel = self._download_channel, None
+        if download is not None:
+            download.close()
+
+    @document_thread
+    def start_export(self, format: str = "csv") -> None:
+        """Download what the views show to the page: copies taken here, the file written
+        off the loop, then streamed in chunks (one export at a time: see :class:`Download`)."""
+        self.download.start(snapshot(self.views), format, self.export_title())
+
+    def export_status(self, text: str) -> None:
+        """Progress of the page's export ("" when done); front ends show it (default: log)."""
+        if text:
+            log.info("%s: %s", self.log_name(), text)
 
     # -- Document access from anywhere ------------------------------------------
 

@@ -3,12 +3,14 @@ read back through bokeh's own client, and once in headless Chromium (export down
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import re
 import time
-import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import tango
@@ -69,7 +71,7 @@ def test_bad_items_and_failing_views_stay_in_their_panels(hub: Hub):
     wait_for(lambda: hub.stats().consumers == 0, what="subscriptions released")
 
 
-def test_controls_history_window_clear_and_export(hub: Hub):
+def test_controls_history_window_clear_and_export(hub: Hub, tmp_path: Path):
     session = MonitorSession(MOTOR, SPECTRUM, hub=hub, callback_period=None, title="t")
     session.attach(Document())
     motor, spectrum = session.panels
@@ -84,11 +86,15 @@ def test_controls_history_window_clear_and_export(hub: Hub):
     _tick_until(session, lambda: spectrum.inner.frames_sent, "a spectrum frame")
     files = session.csv_files()
     assert set(files) == {"sim_motor_1_Position.csv", "sim_spectro_1_Spectrum.csv"}
-    export = session.export()
-    assert export.mime == "application/zip" and export.filename.endswith(".zip")
-    with zipfile.ZipFile(io.BytesIO(export.payload)) as archive:
-        assert sorted(archive.namelist()) == sorted(files)
-        assert len(archive.read("sim_spectro_1_Spectrum.csv").splitlines()) == 1025
+    export = session.export()  # one long CSV for every view
+    assert export.mime == "text/csv" and export.filename.endswith(".csv")
+    rows = list(csv.DictReader(io.StringIO(export.payload.decode())))
+    assert {r["attribute"] for r in rows} == {MOTOR, SPECTRUM}
+    assert sum(r["attribute"] == SPECTRUM for r in rows) == 1024
+    target = session.save(tmp_path / "shown.h5")  # the notebook's convenience: same content
+    with h5py.File(target) as f:
+        assert f["entry"].attrs["NX_class"] == "NXentry"
+        assert len(f["entry/sim_spectro_1_Spectrum/value"]) == 1024
     session.clear()
     assert len(motor.inner._series[0].source.data["t"]) == 0
     session.close()
@@ -178,11 +184,11 @@ def test_monitor_session_live_on_a_bokeh_server(monitor_server, hub: Hub):
         remote(session.freeze_toggle).active = False
         seen(lambda: session.ticks > ticks + 2, "ticks again after resume")
 
-        # Export: the payload reaches the client's hidden source.
-        session.safe_document_modifications(session._on_export)
-        download = remote(session._download)
-        seen(lambda: len(download.data["payload"]) == 1, "the export payload")
-        assert download.data["filename"][0].endswith(".zip")
+        # Export: the file reaches the client's hidden source (in chunks).
+        session.start_export("csv")
+        download = remote(session.download.source)
+        seen(lambda: len(download.data["meta"]) == 1, "the export's chunk")
+        assert json.loads(download.data["meta"][0])["filename"].endswith(".csv")
     wait_for(lambda: session.closed, timeout=15, what="the session closed with its browser")
     wait_for(lambda: hub.stats().consumers == 0, what="subscriptions released")
 
@@ -214,13 +220,13 @@ def test_page_renders_and_exports_in_chromium(monitor_server, tmp_path: Path):
                 what="table cells redrawn after patches",
             )
             page.locator("text=API_AttrNotFound").first.wait_for(timeout=20_000)
-            with page.expect_download(timeout=20_000) as info:
-                page.get_by_role("button", name="Export CSV").click()
+            with page.expect_download(timeout=30_000) as info:
+                page.get_by_role("button", name="Export").click()
+                page.get_by_text("CSV (long format)").click()
             path = tmp_path / info.value.suggested_filename
             info.value.save_as(path)
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-            assert "sim_motor_1_Position.csv" in names and "States.csv" in names
+            rows = list(csv.DictReader(path.open()))
+            assert "sim/motor/1/Position" in {r["attribute"] for r in rows}
             page.screenshot(path=str(tmp_path / "monitor.png"), full_page=True)
             assert not errors, errors
         finally:

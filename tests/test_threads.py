@@ -181,7 +181,7 @@ def test_a_dashboard_page_freezes_clears_and_exports(hub: Hub):
         (trend,) = session.views
         wait_for(lambda: session.tick() or trend.to_csv().count("\n") > 2, timeout=20,
                  what="samples on the trend")  # fmt: skip
-        assert session.export().filename.startswith("Current-")
+        assert session.export().filename.startswith("Loop-")  # one file, named after the page
         session.freeze_toggle.active = True  # what the page's Freeze button does
         assert session.frozen and session.freeze_toggle.label == "▶ Resume"
         shown = trend.to_csv()
@@ -195,7 +195,7 @@ def test_a_dashboard_page_freezes_clears_and_exports(hub: Hub):
         assert trend.to_csv() != shown and not cursor.read()  # all taken in at once
         session.clear()
         assert trend.to_csv().count("\n") <= 1
-        session._downloader.send(session.export())
-        assert session._downloader.source.data["filename"]
+        session.download.send(session.export())  # a bare Document: its chunks go at once
+        assert session.download.sent == 1 and session.download.chunks == 1
     finally:
         session.close()

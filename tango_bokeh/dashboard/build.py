@@ -22,7 +22,7 @@ from bokeh.models import Button, Column, Div, LayoutDOM, Row, TabPanel, Tabs, To
 from ..hub import Hub
 from ..session import Session
 from ..views.archive_fill import ArchiveFill, SharedArchive
-from ..views.export import Download
+from ..views.export import export_button, show_status
 from ..views.kinds import kinds
 from . import resume
 from .auth import ANONYMOUS, Viewer, login_link
@@ -236,15 +236,14 @@ class DashboardSession(Session):
 
     def _toolbar(self) -> LayoutDOM:
         """Freeze, clear and export, as a notebook panel has them (the session's own features)."""
-        self._downloader = Download()
         self.freeze_toggle = Toggle(label="❚❚ Freeze", active=False, width=110,
                                     name="dashboard-freeze")  # fmt: skip
         self.freeze_toggle.on_change("active", self._on_freeze)
         clear = Button(label="Clear", width=80, name="dashboard-clear")
         clear.on_click(self.clear)
-        export = Button(label="⬇ Export CSV", width=120, button_type="primary",
-                        tags=[self._downloader.source], name="dashboard-export")  # fmt: skip
-        export.on_click(lambda: self._downloader.send(self.export()))
+        export = self.export_button = export_button(
+            self.start_export, self.download, width=150, name="dashboard-export"
+        )
         return Row(
             Div(sizing_mode="stretch_width"),
             self.freeze_toggle,
@@ -254,6 +253,9 @@ class DashboardSession(Session):
             styles={"gap": "6px"},
             name="dashboard-toolbar",
         )
+
+    def export_status(self, text: str) -> None:
+        show_status(getattr(self, "export_button", None), text)
 
     def _on_freeze(self, _attr: str, _old: Any, active: bool) -> None:
         self.freeze(active)

@@ -327,6 +327,34 @@ class ArchiveFill:
         state = self._state.get(attribute)
         return 0 if state is None or state.source is None else len(state.source.data["t"])
 
+    def shown_rows(
+        self, attribute: str, start_ms: float, end_ms: float
+    ) -> tuple[np.ndarray, ...] | None:
+        """Copies of the archived rows drawn for ``attribute`` within ``[start_ms, end_ms]``
+        (display ms): Tango times (epoch s, as read: archived rows are shifted by one
+        offset, :func:`_offset`), y, q and the export's origin code (1 raw, 2 min/max
+        decimated); None when none are drawn or the user hid them (the legend's "archive")."""
+        state = self._state.get(attribute)
+        if state is None or state.source is None or not state.renderers:
+            return None
+        if not state.renderers[0].visible or state.renderers[0].muted:
+            return None
+        data = state.source.data
+        n = min(len(data["t"]), len(data["y"]), len(data["q"]))
+        t = np.asarray(data["t"], dtype=np.float64)[:n]
+        lo, hi = int(np.searchsorted(t, start_ms, "left")), int(np.searchsorted(t, end_ms, "right"))
+        t = t[lo:hi].copy()
+        origin = np.ones(len(t), dtype=np.uint8)
+        offset = _offset()
+        for segment in state.segments:  # later reads replaced earlier ones in their range
+            inside = (t >= (segment.start + offset) * 1000.0) & (
+                t <= (segment.end + offset) * 1000.0
+            )
+            origin[inside] = 2 if segment.step > 0 else 1
+        y = np.array(np.asarray(data["y"])[:n][lo:hi], dtype=np.float64)
+        q = np.array(np.asarray(data["q"])[:n][lo:hi], dtype=np.uint8)
+        return np.round(t / 1000.0 - offset, 6), y, q, origin
+
     def _on_ranges(self, event: RangesUpdate) -> None:
         """The page's x range changed by a tool: read what it shows of the past, if needed."""
         if self._trend is None or self.disabled or event.x0 is None or event.x1 is None:

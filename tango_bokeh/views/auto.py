@@ -22,6 +22,7 @@ from ..tango.modes import Mode
 from ..tango.sample import AttributeInfo, Format, Kind, Sample
 from .banner import Level, Problem
 from .base import AttributeState, View
+from .export_formats import Shown
 from .kinds import kinds
 from .panel import PanelView
 from .style import PANEL_STYLES
@@ -181,3 +182,6 @@ class AutoView(PanelView):
 
     def to_csv(self) -> str:
         return self.inner.to_csv() if self.inner is not None else ""
+
+    def shown(self) -> list[Shown]:
+        return self.inner.shown() if self.inner is not None else []

@@ -17,6 +17,7 @@ from bokeh.models import LayoutDOM
 
 from ..tango.sample import Sample
 from ..tango.state import AttributeState  # re-exported: views and their tests import it here
+from .export_formats import Shown
 
 __all__ = ["AttributeState", "View"]
 
@@ -55,8 +56,15 @@ class View(abc.ABC):
         """Forget what is displayed (the "clear" control)."""
 
     def to_csv(self) -> str:
-        """What is displayed, as CSV (the "export" control)."""
+        """What is displayed, as CSV text of this view alone."""
         return ""
+
+    def shown(self) -> list[Shown]:
+        """What is displayed now, as copies the export writes off the loop (on the loop).
+
+        Default: nothing (a view that shows no plotted data exports none).
+        """
+        return []
 
     def show_problem(self, text: str | None) -> None:  # noqa: B027 - optional hook
         """Show a failure of the view itself (e.g. its update raised) in its panel; None clears it.

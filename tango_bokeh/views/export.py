@@ -1,50 +1,76 @@
-"""Export what is displayed: CSV per view, one file or a zip, downloaded by the page itself.
+"""Export what is displayed: one file (CSV or HDF5) for all the views of a session,
+written off the loop and streamed to the page in chunks, which saves it itself.
 
-The browser builds the file from a hidden data source the server fills, so
-there is no extra HTTP route: it works offline, in notebooks and behind
-JupyterHub's proxy alike. Sessions (notebook panels and dashboard pages)
-share this; views only say what they show (:meth:`View.to_csv`).
+On the loop only copies of what the views show are taken (:meth:`View.shown`: numpy
+arrays, cheap); a small shared worker pool writes the file
+(:mod:`.export_formats`); the bytes then reach the page through a hidden data source,
+one :data:`CHUNK` of binary ``uint8`` per loop callback, and the page's script joins the
+parts into a Blob and downloads it when the last one arrives. So no loop step and no
+message is big, other viewers keep their pace, and there is no extra HTTP route: it
+works offline, in notebooks and behind JupyterHub's proxy alike.
 """
 
 from __future__ import annotations
 
-import base64
-import io
+import json
+import logging
 import re
+import threading
 import time
-import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from bokeh.models import ColumnDataSource, CustomJS
+import numpy as np
+from bokeh.models import ColumnDataSource, CustomJS, Dropdown
 
 from .base import View
+from .export_formats import FORMATS, Shown, write
 
-#: Browser side: turn the payload the server put in the hidden source into a download.
+log = logging.getLogger(__name__)
+
+#: Bytes per message of a streamed download.
+CHUNK = 256 * 1024
+#: Worker threads writing export files, shared by every session of the process.
+WORKERS = 1
+
+#: Browser side: collect the parts the server puts in the hidden source; save the last.
 _DOWNLOAD = """
 const data = source.data
-if (!data.payload || data.payload.length == 0 || !data.payload[0]) return
-const payload = data.payload[0]
-let blob
-if (data.encoding[0] == "base64") {
-    const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0))
-    blob = new Blob([bytes], {type: data.mime[0]})
-} else {
-    blob = new Blob([payload], {type: data.mime[0]})
-}
+if (!data.meta || data.meta.length == 0) return
+const meta = JSON.parse(data.meta[0])
+const store = source.__tango_bokeh_parts ?? (source.__tango_bokeh_parts = {})
+if (meta.part == 0) store[meta.id] = []
+const parts = store[meta.id]
+if (!parts || parts.length != meta.part) { delete store[meta.id]; return }
+parts.push(new Uint8Array(data.chunk[0]))
+if (parts.length < meta.parts) return
+delete store[meta.id]
+const blob = new Blob(parts, {type: meta.mime})
 const url = URL.createObjectURL(blob)
 const link = document.createElement("a")
 link.href = url
-link.download = data.filename[0]
+link.download = meta.filename
 document.body.appendChild(link)
 link.click()
 setTimeout(() => { URL.revokeObjectURL(url); link.remove() }, 1000)
 """
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="tango-bokeh-export")
+        return _pool
+
 
 @dataclass(frozen=True)
 class Export:
-    """What the export button hands to the browser."""
+    """A file of what was displayed: its name, MIME type and bytes."""
 
     filename: str
     mime: str
@@ -57,7 +83,7 @@ def slug(text: str) -> str:
 
 
 def csv_files(views: Sequence[View]) -> dict[str, str]:
-    """What ``views`` display, as one CSV text per view that has data (file name -> text)."""
+    """Each view's own CSV text (file name -> text), for views that have data."""
     files: dict[str, str] = {}
     for index, view in enumerate(views):
         text = view.to_csv()
@@ -70,44 +96,177 @@ def csv_files(views: Sequence[View]) -> dict[str, str]:
     return files
 
 
-def export_views(views: Sequence[View], title: str) -> Export:
-    """One CSV when one view has data, else a zip holding one CSV per view."""
-    files = csv_files(views)
+def snapshot(views: Sequence[View]) -> list[Shown]:
+    """What every view shows now (copies; on the Document's loop). A view that fails to
+    say is left out and logged: the others are still exported."""
+    shown: list[Shown] = []
+    for view in views:
+        try:
+            shown.extend(view.shown())
+        except Exception:
+            log.exception("export: what %r shows", view)
+    return shown
+
+
+def build(shown: Sequence[Shown], file_format: str, title: str) -> Export:
+    """The file of ``shown`` (slow for big exports: run it off the loop)."""
+    if file_format not in FORMATS:
+        raise ValueError(f"unknown export format {file_format!r}: use one of {sorted(FORMATS)}")
+    extension, mime = FORMATS[file_format]
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    if len(files) == 1:
-        ((name, text),) = files.items()
-        return Export(f"{name[:-4]}-{stamp}.csv", "text/csv", text.encode())
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return Export(f"{slug(title)}-{stamp}.zip", "application/zip", buffer.getvalue())
+    return Export(f"{slug(title)}-{stamp}.{extension}", mime, write(shown, file_format, title))
+
+
+def export_views(views: Sequence[View], title: str, file_format: str = "csv") -> Export:
+    """One file of what ``views`` show, built now on the calling thread."""
+    return build(snapshot(views), file_format, title)
 
 
 class Download:
-    """The hidden source a page downloads from; keep :attr:`source` in the Document."""
+    """The hidden source a page downloads from, and the one export in flight for it.
 
-    def __init__(self) -> None:
-        self.source = ColumnDataSource(
-            data={"filename": [], "mime": [], "encoding": [], "payload": []}
-        )
+    ``post`` runs a callable on the Document's loop from any thread (the session's
+    ``safe_document_modifications``); ``status`` hears progress texts for the page
+    ("" when done). Keep :attr:`source` in the Document (a widget's ``tags``).
+    """
+
+    def __init__(
+        self,
+        post: Callable[[Callable[[], None]], None],
+        status: Callable[[str], None] | None = None,
+    ) -> None:
+        self.source = ColumnDataSource(data={"meta": [], "chunk": []})
         self.source.js_on_change("data", CustomJS(args={"source": self.source}, code=_DOWNLOAD))
-        self.sent = 0
+        self.post = post
+        self.status = status
+        self.sent = 0  # files handed to the page, a counter
+        self.chunks = 0  # messages sent, a counter
+        self._serial = 0
+        self._export: Export | None = None
+        self._part = 0
+        self._busy = False
+        self._closed = False
+
+    @property
+    def busy(self) -> bool:
+        """An export is being written or sent."""
+        return self._busy
+
+    def start(self, shown: Sequence[Shown], file_format: str, title: str) -> bool:
+        """Write ``shown`` off the loop, then send it (on the loop). False, and a status
+        text, when an export is in flight already: one at a time per page."""
+        if self._closed:
+            return False
+        if self._busy:
+            self._say("busy: one at a time")
+            return False
+        self._busy = True
+        self._serial += 1
+        self._say(f"writing {file_format.upper()}…")
+        future = _executor().submit(build, list(shown), file_format, title)
+        future.add_done_callback(lambda done, n=self._serial: self._written(done, n))
+        return True
+
+    def _written(self, future: Future[Export], serial: int) -> None:
+        """Worker thread: the file is ready (or failed); the loop takes it from here."""
+        try:
+            self.post(lambda: self._begin(future, serial))
+        except Exception:  # the session is gone
+            log.debug("export for a closed page dropped", exc_info=True)
+
+    def _begin(self, future: Future[Export], serial: int) -> None:
+        if self._closed or serial != self._serial:
+            return
+        try:
+            export = future.result()
+        except Exception as exc:
+            log.exception("export failed")
+            self._busy = False
+            self._say(f"failed: {exc}")
+            return
+        self.send(export)
 
     def send(self, export: Export) -> None:
-        """Hand ``export`` to the page, which saves it as a file (on the Document's loop)."""
-        text_like = export.mime == "text/csv"
-        self.source.data = {
-            "filename": [export.filename],
-            "mime": [export.mime],
-            "encoding": ["text" if text_like else "base64"],
-            "payload": [
-                export.payload.decode()
-                if text_like
-                else base64.b64encode(export.payload).decode("ascii")
-            ],
-        }
+        """Stream ``export`` to the page, one chunk per loop callback (on the loop)."""
+        if self._closed:
+            return
+        self._busy = True
+        self._serial += 1
+        self._export, self._part = export, 0
+        self._next(self._serial)
+
+    def _next(self, serial: int) -> None:
+        export = self._export
+        if self._closed or export is None or serial != self._serial:
+            return
+        parts = max(1, -(-len(export.payload) // CHUNK))
+        chunk = export.payload[self._part * CHUNK : (self._part + 1) * CHUNK]
+        meta = {"id": serial, "part": self._part, "parts": parts,
+                "filename": export.filename, "mime": export.mime}  # fmt: skip
+        self.source.data = {"meta": [json.dumps(meta)], "chunk": [np.frombuffer(chunk, np.uint8)]}
+        self.chunks += 1
+        self._part += 1
+        if self._part < parts:
+            self._say(f"sending {self._part}/{parts}")
+            self.post(lambda: self._next(serial))
+            return
+        self._export, self._busy = None, False
         self.sent += 1
+        self._say("")
+        self.post(self._empty)
+
+    def _empty(self) -> None:
+        """Free the last chunk on both sides once it was sent."""
+        if not self._busy and not self._closed and self.source.data["meta"]:
+            self.source.data = {"meta": [], "chunk": []}
+
+    def close(self) -> None:
+        """The page is gone: stop, and drop what was being sent (any thread)."""
+        self._closed = True
+        self._export, self._busy = None, False
+
+    def _say(self, text: str) -> None:
+        if self.status is not None:
+            try:
+                self.status(text)
+            except Exception:
+                log.debug("export status not shown", exc_info=True)
 
 
-__all__ = ["Download", "Export", "csv_files", "export_views", "slug"]
+#: The export button's label when no export is in flight.
+EXPORT_LABEL = "⬇ Export"
+#: What the export button offers (label, format).
+EXPORT_MENU = [("CSV (long format)", "csv"), ("HDF5 (NeXus)", "hdf5")]
+
+
+def export_button(start: Callable[[str], None], download: Download, **props: object) -> Dropdown:
+    """The "⬇ Export" button of a page: pick CSV or HDF5, ``start(format)`` does the rest.
+
+    It keeps the hidden download source in the Document (its ``tags``); :func:`show_status`
+    puts the export's progress on its label.
+    """
+    button = Dropdown(label=EXPORT_LABEL, menu=EXPORT_MENU, button_type="primary",
+                      tags=[download.source], **props)  # fmt: skip
+    button.on_click(lambda event: start(str(event.item)))
+    return button
+
+
+def show_status(button: Dropdown | None, text: str) -> None:
+    """The export's progress on its button ("" puts the label back)."""
+    if button is not None:
+        button.label = f"⬇ {text}" if text else EXPORT_LABEL
+
+
+__all__ = [
+    "CHUNK",
+    "EXPORT_LABEL",
+    "Download",
+    "Export",
+    "build",
+    "csv_files",
+    "export_button",
+    "export_views",
+    "show_status",
+    "slug",
+    "snapshot",
+]

@@ -23,6 +23,7 @@ import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import bokeh.palettes
 import numpy as np
@@ -37,9 +38,11 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from ..tango.sample import AttributeInfo, Format, Sample
+from ..tango.sample import AttributeInfo, Format, Quality, Sample
 from .banner import Level, Problem, clock, unsuitable
 from .base import AttributeState
+from .export_formats import Shown, visible_span
+from .palette import QUALITY_CODES
 from .panel import PanelView
 from .spectrum import _newest_frame
 from .style import PANEL_STYLES, style_figure
@@ -112,6 +115,14 @@ def for_the_wire(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
+def _within(centres: np.ndarray, axis: Any) -> np.ndarray:
+    """Which pixel centres lie within a range (either direction; all when it is unset)."""
+    span = visible_span(axis)
+    if span is None:
+        return np.ones(len(centres), dtype=bool)
+    return (centres >= span[0]) & (centres <= span[1])
+
+
 def _palette(palette: str | Sequence[str]) -> Sequence[str]:
     if isinstance(palette, str):
         try:
@@ -146,6 +157,7 @@ class Image(PanelView):
         self._shape: tuple[int, int] | None = None  # of the frames received
         self._shown: np.ndarray | None = None  # the displayed (decimated) frame: all we keep
         self._shown_time: float | None = None
+        self._shown_quality: Quality = Quality.VALID
         self._factor = 1
         self._problem: Problem | None = None
         self._info: AttributeInfo | None = None
@@ -259,6 +271,7 @@ class Image(PanelView):
             }  # fmt: skip
             self.frames_sent += 1
         self._shown, self._shown_time = shown, sample.time
+        self._shown_quality = sample.quality
         reduced = f" · {shape[1]}x{shape[0]}" + (f" (1/{self._factor})" if self._factor > 1 else "")
         self._figure.title.text = f"{self.title or self.attribute} · {clock(sample.time)}{reduced}"
 
@@ -286,6 +299,31 @@ class Image(PanelView):
         self._shown = self._shown_time = None
         if self._model is not None:
             self._source.data = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
+
+    def shown(self) -> list[Shown]:
+        """The frame shown (as displayed: block-averaged when the view reduces it), the
+        pixels within the visible x/y ranges, with its Tango time and quality."""
+        if self._shown is None or self._shown_time is None:
+            return []
+        factor = self._factor
+        rows = (np.arange(self._shown.shape[0]) + 0.5) * factor  # pixel centres, full frame
+        cols = (np.arange(self._shown.shape[1]) + 0.5) * factor
+        fig = self._figure
+        keep_r, keep_c = _within(rows, fig.y_range), _within(cols, fig.x_range)
+        info = self._info
+        return [
+            Shown(
+                self.attribute, (info.label if info is not None else "") or self.attribute,
+                "image", np.array([self._shown_time]),
+                np.array(self._shown[np.ix_(keep_r, keep_c)]),
+                np.array([QUALITY_CODES.get(self._shown_quality, 0)], dtype=np.uint8),
+                unit=info.unit if info is not None else "",
+                display_format=info.display_format if info is not None else "",
+                x=np.flatnonzero(keep_c) * factor, y=np.flatnonzero(keep_r) * factor,
+                step=factor,
+                notes=[f"block-averaged {factor}x{factor} as displayed"] if factor > 1 else [],
+            )
+        ]  # fmt: skip
 
     def to_csv(self) -> str:
         """The displayed (decimated) frame, one CSV row per image row."""

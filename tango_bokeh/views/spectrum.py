@@ -27,10 +27,11 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from ..tango.sample import AttributeInfo, Format, Sample
+from ..tango.sample import AttributeInfo, Format, Quality, Sample
 from .banner import Level, Problem, clock, unsuitable
 from .base import AttributeState
-from .palette import SERIES_COLORS, fade
+from .export_formats import Shown, visible_span
+from .palette import QUALITY_CODES, SERIES_COLORS, fade
 from .panel import PanelView
 from .style import PANEL_STYLES, style_figure
 
@@ -74,6 +75,7 @@ class Spectrum(PanelView):
         self.color = color
         self._frame: np.ndarray | None = None  # newest frame as received (for CSV)
         self._frame_time: float | None = None
+        self._frame_quality: Quality | None = None
         self._x: np.ndarray | None = None  # newest x attribute value
         self._shown_x: np.ndarray | None = None  # the x array the browser has
         self._problem: Problem | None = None
@@ -145,6 +147,7 @@ class Spectrum(PanelView):
                     self.attribute, Level.ERROR, "has values that are not numbers"
                 )
             else:
+                self._frame_quality = frame.quality
                 self._show(values, frame.time)
         elif self._frame is not None and self._x_changed():
             self._show(self._frame, self._frame_time or now)
@@ -231,6 +234,29 @@ class Spectrum(PanelView):
         self._shown_x = None
         if self.persistence:
             self._ghost_source.data = {"xs": [], "ys": [], "k": np.empty(0)}
+
+    def shown(self) -> list[Shown]:
+        """The frame shown, channels within the visible x range, with its Tango time."""
+        if self._frame is None or self._frame_time is None:
+            return []
+        frame = self._frame
+        x = self._x if self._x is not None and len(self._x) == len(frame) else None
+        axis = x if x is not None else np.arange(len(frame), dtype=np.float64)
+        span = visible_span(self._figure.x_range)
+        keep = np.ones(len(frame), dtype=bool)
+        if span is not None:
+            keep = (axis >= span[0]) & (axis <= span[1])
+        info = self._info
+        quality = QUALITY_CODES.get(self._frame_quality or Quality.VALID, 0)
+        return [
+            Shown(
+                self.attribute, (info.label if info is not None else "") or self.attribute,
+                "spectrum", np.array([self._frame_time]), np.array(frame[keep]),
+                np.array([quality], dtype=np.uint8), unit=info.unit if info is not None else "",
+                display_format=info.display_format if info is not None else "",
+                x=np.array(axis[keep]), x_name=self.x_attribute if x is not None else "index",
+            )
+        ]  # fmt: skip
 
     def to_csv(self) -> str:
         """The displayed frame as received: one row per point (x or index, value)."""

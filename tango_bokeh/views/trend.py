@@ -35,6 +35,7 @@ UTC, so timestamps are shifted by the local UTC offset before they are sent).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -71,6 +72,7 @@ from bokeh.plotting import figure
 from ..tango.sample import AttributeInfo, Format, Kind, Quality, Sample, format_number
 from .banner import Level, Problem, attribute_problem, clock
 from .base import AttributeState
+from .export_formats import Shown, visible_span
 from .palette import QUALITY_BY_CODE, QUALITY_CODES, QUALITY_COLORS, SERIES_COLORS
 from .panel import PanelView
 from .style import PANEL_STYLES, style_figure
@@ -131,6 +133,21 @@ def to_display_ms(t: float | np.ndarray) -> float | np.ndarray:
     """Epoch seconds to the milliseconds a bokeh datetime axis shows as local time."""
     last = float(np.max(t)) if isinstance(t, np.ndarray) and t.size else float(t or 0.0)
     return (t + utc_offset(last)) * 1000.0
+
+
+def from_display_ms(ms: np.ndarray) -> np.ndarray:
+    """Epoch seconds, to the microsecond Tango stamps carry, of display milliseconds
+    (the inverse of :func:`to_display_ms`; per row only when the range spans a change of
+    the local UTC offset)."""
+    local = np.asarray(ms, dtype=np.float64) / 1000.0
+    if not local.size:
+        return local
+    ends = {utc_offset(float(t) - utc_offset(float(t))) for t in (local[0], local[-1])}
+    if len(ends) == 1:
+        offset: float | np.ndarray = ends.pop()
+    else:
+        offset = np.asarray([utc_offset(float(t) - utc_offset(float(t))) for t in local])
+    return np.round(local - offset, 6)
 
 
 def _empty() -> dict[str, np.ndarray]:
@@ -933,6 +950,60 @@ class Trend(PanelView):
         if self._archive is not None:
             self._archive.clear()
 
+    def visible_ms(self) -> tuple[float, float]:
+        """The x range the page shows (display ms): as the page synced it back, else the
+        time window up to the latest update."""
+        span = visible_span(self._figure.x_range) if self._model is not None else None
+        if span is not None:
+            return span
+        end = getattr(self, "_now_ms", math.inf)
+        return end - self._history_seconds * 1000.0, end
+
+    def shown(self) -> list[Shown]:
+        """The points of visible series within the visible x range, live and archived
+        together (per attribute and unit, in time order; on the loop: copies only)."""
+        if self._model is None:
+            return []
+        start, end = self.visible_ms()
+        found: list[Shown] = []
+        for s in self._series:
+            parts: list[tuple[np.ndarray, ...]] = []
+            line = s.renderers[0]
+            if line.visible and not line.muted:
+                t, y, q = _rows_in(s.source.data["t"], s.source.data["y"], s.source.data["q"],
+                                   start, end)  # fmt: skip
+                marks = s.undrawn.data
+                for mt, mv in zip(marks["t"], marks["v"], strict=False):
+                    at = int(np.searchsorted(t, mt, "left"))  # the gap row a value left
+                    if at < len(t) and t[at] == mt and math.isnan(y[at]):
+                        with contextlib.suppress(ValueError):
+                            y[at] = float(str(mv).replace("∞", "inf").replace("\u2212", "-"))
+                parts.append((from_display_ms(t), y, q, np.zeros(len(t), dtype=np.uint8)))
+            if self._archive is not None and not s.retired:
+                archived = self._archive.shown_rows(s.attribute, start, end)
+                if archived is not None:
+                    parts.insert(0, archived)
+            if not parts or not sum(len(p[0]) for p in parts):
+                continue
+            t, y, q, origin = (np.concatenate(c) for c in zip(*parts, strict=True))
+            order = np.argsort(t, kind="stable")
+            info = s.info
+            label = s.label if s.label != s.attribute or info is None else info.label or s.label
+            found.append(
+                Shown(
+                    s.attribute,
+                    label,
+                    "scalar",
+                    t[order],
+                    y[order],
+                    q[order],
+                    origin[order],
+                    unit=s.unit or "",
+                    display_format=info.display_format if info is not None else "",
+                )
+            )
+        return found
+
     def to_csv(self) -> str:
         """Displayed points, long format: attribute, local time, value, quality; values not
         drawn (NaN, ±inf, off scale) as the device sent them, where their gap is."""
@@ -955,6 +1026,17 @@ class Trend(PanelView):
                 stamp += f".{int(t % 1000):03d}"
                 writer.writerow([s.attribute, s.label, stamp, shown, quality])
         return out.getvalue()
+
+
+def _rows_in(
+    t: Any, y: Any, q: Any, start: float, end: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copies of the rows with ``start <= t <= end`` (columns read as one consistent length)."""
+    n = min(len(t), len(y), len(q))
+    t, y, q = np.asarray(t)[:n], np.asarray(y)[:n], np.asarray(q)[:n]
+    lo, hi = int(np.searchsorted(t, start, "left")), int(np.searchsorted(t, end, "right"))
+    return (np.array(t[lo:hi], dtype=np.float64), np.array(y[lo:hi], dtype=np.float64),
+            np.array(q[lo:hi], dtype=np.uint8))  # fmt: skip
 
 
 def _joined(first: dict[str, np.ndarray], then: dict[str, np.ndarray], limit: int) -> dict:
