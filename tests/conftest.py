@@ -21,19 +21,74 @@ from tango_bokeh.sim import ControlSystem
 from tango_bokeh.tango.acquisition import Acquisition, AcquisitionConfig
 from tango_bokeh_devices.catalog import AWKWARD, DEMO
 
+#: Which Tango database ``control_system`` runs on: ``sqlite`` (PyTango's own database
+#: server, the default) or ``facility`` (Debian's C++ DataBaseds on MariaDB, as facilities
+#: run it; ``dev.py test`` runs the browser tests a second time with it).
+DATABASE_ENV = "TANGO_BOKEH_TEST_DATABASE"
+DATABASES = ("sqlite", "facility")
+
+
+def database_kind() -> str:
+    """The database this run asked for (``DATABASE_ENV``); a typo is an error, not sqlite."""
+    name = os.environ.get(DATABASE_ENV, "sqlite") or "sqlite"
+    if name not in DATABASES:
+        raise pytest.UsageError(f"{DATABASE_ENV}={name!r}: expected one of {DATABASES}")
+    return name
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An explicit request for the facility database fails at once when its packages are absent."""
+    config.addinivalue_line(
+        "markers", "sqlite_only: needs PyTango's sqlite database server; left out of the "
+        "facility pass (say why in the marker's reason)",
+    )  # fmt: skip
+    if database_kind() == "facility":
+        from .facility import require
+
+        try:
+            require(f"{DATABASE_ENV}=facility")
+        except RuntimeError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if database_kind() == "facility":
+        return "Tango database: Debian's C++ DataBaseds on MariaDB (facility pass)"
+    return "Tango database: PyTango's sqlite database server"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the facility pass, tests marked ``sqlite_only`` are skipped with their reason."""
+    if database_kind() != "facility":
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"sqlite only: {reason}"))
+
 
 @pytest.fixture(scope="session")
 def control_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlSystem]:
-    """The embedded database on a free port plus every simulated device server.
+    """The test database on a free port plus every simulated device server.
 
-    TANGO_HOST of the test process points at it, so plain names work.
+    PyTango's sqlite database server, or with ``TANGO_BOKEH_TEST_DATABASE=facility`` the
+    C++ DataBaseds on a private MariaDB (tests/facility.py). TANGO_HOST of the test
+    process points at it, so plain names work.
     """
-    system = ControlSystem(tmp_path_factory.mktemp("tango"), DEMO, export_env=True)
-    system.start(timeout=120)
-    try:
+    with contextlib.ExitStack() as stack:
+        tango_host = None
+        if database_kind() == "facility":
+            from .facility import facility_database
+
+            where = tmp_path_factory.mktemp("facility")
+            tango_host = stack.enter_context(facility_database(where))
+        system = ControlSystem(
+            tmp_path_factory.mktemp("tango"), DEMO, tango_host=tango_host, export_env=True
+        )
+        stack.callback(system.stop)
+        system.start(timeout=120)
         yield system
-    finally:
-        system.stop()
 
 
 @pytest.fixture

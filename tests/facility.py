@@ -13,13 +13,14 @@ started on free loopback ports, in its own process group, and stopped by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,6 +55,16 @@ def missing() -> list[str]:
         "nginx": shutil.which(NGINX) or Path("/usr/sbin/nginx").exists(),
     }
     return [name for name, there in need.items() if not there]
+
+
+def require(why: str) -> None:
+    """Fail (not skip) when a run explicitly asked for the facility and a package is absent."""
+    absent = missing()
+    if absent:
+        raise RuntimeError(
+            f"{why} needs Debian's {', '.join(absent)} (.ci/run installs them: "
+            f"apt-get install {' '.join(absent)})"
+        )
 
 
 def _sbin(name: str) -> str:
@@ -111,6 +122,23 @@ class DataBaseds:
         if self.proc is not None:
             self.proc.stop()
             self.proc = None
+
+
+@contextlib.contextmanager
+def facility_database(where: Path) -> Iterator[str]:
+    """A private MariaDB with the Tango schema and the C++ DataBaseds on it; its TANGO_HOST.
+
+    Both are stopped (by process group) when the block ends, whatever happened.
+    """
+    mariadb = MariaDB(where / "mariadb")
+    databaseds = DataBaseds(where, mariadb)
+    try:
+        mariadb.start()
+        databaseds.start()
+        yield databaseds.tango_host
+    finally:
+        databaseds.stop()
+        mariadb.stop()
 
 
 def render_nginx(servers: Sequence[str], listen: str, extra_location: str = "") -> str:
