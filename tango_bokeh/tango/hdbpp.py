@@ -171,6 +171,8 @@ class HdbppArchive:
 
     def is_archived(self, attribute: str) -> bool:
         try:
+            if not self._mariadb:  # pyhdbpp's other readers answer it themselves
+                return self._generic_name(attribute) is not None
             self._lookup(attribute)
         except NotArchived:
             return False
@@ -207,6 +209,10 @@ class HdbppArchive:
         executor = getattr(self.reader, "executor", None)
         if executor is not None:
             executor.shutdown(wait=False)
+        pool = getattr(self.reader, "connection_pool", None)  # the TimescaleDB reader's
+        if pool is not None:
+            with contextlib.suppress(Exception):  # closed already, or a dead server
+                pool.closeall()
 
     # -- internals ----------------------------------------------------------------------
 
@@ -291,17 +297,46 @@ class HdbppArchive:
         self, attribute: str, start: float, end: float, max_points: int
     ) -> ArchiveColumns:
         """Any other pyhdbpp reader: raw rows, decimated here."""
+        name = self._generic_name(attribute)
+        if name is None:
+            raise NotArchived(attribute, self.name)
         try:
-            if not self.reader.is_attribute_archived(attribute):
-                raise NotArchived(attribute, self.name)
-            found = self.reader.get_attribute_values(attribute, start, end)
-        except ArchiveError:
-            raise
+            found = self.reader.get_attribute_values(name, start, end)
+        except KeyError:  # pyhdbpp logged a failure, or matched several names: read none
+            raise self._generic_failure(attribute, name) from None
         except Exception as exc:
             raise _unavailable(self.name, exc) from None
         # (time, value_r[, value_w], quality, error): the quality is next to last.
         t, value, quality = self._arrays([(_epoch(r[0]), r[1], r[-2]) for r in found or ()])
         return columns_for(attribute, start, end, t, value, quality, max_points)
+
+    def _generic_name(self, attribute: str) -> str | None:
+        """The name another pyhdbpp reader knows ``attribute`` by (as given, then without
+        its host, then by device name), or None when it is not archived."""
+        key = normalise_name(attribute)
+        tries = [key]
+        if key.startswith("tango://"):
+            tries.append(key.split("/", 3)[3])  # the same name on any control system
+        tries += _by_device_name(attribute)
+        try:
+            with self._lock:
+                return next((n for n in tries if self.reader.is_attribute_archived(n)), None)
+        except Exception as exc:
+            raise _unavailable(self.name, exc) from None
+
+    def _generic_failure(self, attribute: str, name: str) -> ArchiveError:
+        """Why pyhdbpp's reader returned nothing for ``name``: its TimescaleDB reader finds
+        names with ``ILIKE '%name%'`` and reads none when several match."""
+        try:
+            matches = self.reader.get_attributes(pattern=f"*{name}*")
+        except Exception as exc:
+            return _unavailable(self.name, exc)
+        if len(matches) > 1:
+            return ArchiveError(
+                f"{attribute}: pyhdbpp's reader finds names as substrings and reads none when "
+                f"several match ({', '.join(sorted(matches)[:3])} in {self.name})"
+            )
+        return ArchiveUnavailable(f"{self.name}: reading {attribute} returned nothing")
 
     @staticmethod
     def _arrays(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
