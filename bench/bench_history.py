@@ -1,17 +1,24 @@
 """Shared history: a page opened late, and what an hour of 500 attributes costs.
 
     .venv/bin/python bench/bench_history.py [--part open|fill|memory|both] [--trends 20]
-        [--minutes 10] [--rate 10] [--attributes 500] [--hours 1]
+        [--minutes 10] [--rate 10] [--compression 1] [--mem-level 5] [--attributes 500]
+        [--hours 1]
 
 * **open**: a real bokeh server (this process) and Debian's Chromium. A page of
   ``--trends`` trends (one attribute each, 1 h window) on a hub whose attributes
   have ``--minutes`` of history at ``--rate`` Hz (with ``--live`` they keep
   arriving at that rate; else the page receives the initial transfer alone).
-  Measured: time from ``page.goto`` to every trend holding its history (and from
-  the page's first render), and the bytes the page's websocket received. Ours:
-  the history in each trend's first stream, numpy arrays sent as binary.
-  Baseline, same run, same page: the same rows sent as JSON lists
-  (``NaiveTrend``). Target: bytes <= 0.3 x the baseline.
+  Four runs: our trends (the history in each trend's first stream, numpy arrays
+  sent as binary) and the same rows as JSON lists (``NaiveTrend``, what
+  replaying the history as deltas sent before), each with the websocket's
+  permessage-deflate off and at ``--compression`` (``--mem-level``).
+  Bytes: what the server sent on the page's websocket connection as it crossed
+  the wire (a TCP relay between Chromium and the server counts it, compressed
+  frames, frame headers and the upgrade response included; Chromium's own
+  count, after decompression, is printed too). Target: ours compressed <= 0.3 x
+  the JSON lists uncompressed. Times, measured in the page (``performance.now()``,
+  0 = navigation start): the document's first render (``Document.is_idle``) and
+  the first repaint of each trend's plot once its source holds the history.
 * **fill**: the server's side of the same opening, in this process: one session
   tick filling the trends from the hub's history, then bokeh's serialiser on the
   messages it made (CPU time), ours against the same rows as JSON lists.
@@ -32,6 +39,8 @@ import argparse
 import gc
 import json
 import math
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -88,8 +97,122 @@ def _value(i: int, k: np.ndarray | int) -> np.ndarray | float:
 # -- open -------------------------------------------------------------------------------
 
 
+class WireCounter:
+    """A TCP relay between Chromium and the server that counts what the server sends on
+    websocket connections: the frames as they cross the wire, compressed or not (what
+    Chromium reports through CDP is each message after permessage-deflate is undone)."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self.websocket_bytes = 0
+        self._target = 0
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._accepting: threading.Thread | None = None
+
+    def start(self, target_port: int) -> WireCounter:
+        self._target = target_port
+        self._accepting = threading.Thread(target=self._accept, name="wire-counter", daemon=True)
+        self._accepting.start()
+        return self
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        server = socket.create_connection(("127.0.0.1", self._target))
+        with self._lock:
+            self._sockets += [client, server]
+        first = client.recv(65536)
+        target = first.split(b"\r\n", 1)[0].split(b" ")
+        websocket = len(target) > 1 and target[1].split(b"?")[0].endswith(b"/ws")
+        server.sendall(first)
+        threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+        self._pump(server, client, websocket)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, count: bool) -> None:
+        try:
+            while chunk := source.recv(65536):
+                if count:
+                    with self._lock:
+                        self.websocket_bytes += len(chunk)
+                sink.sendall(chunk)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        if self._accepting is not None:
+            self._accepting.join(5)
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+
+
+#: Runs in the page from its first script on: the document's first render
+#: (``Document.is_idle``: every root painted once) and, for each trend's plot, its first
+#: repaint with the whole history in its source (``PlotView.repaint`` wrapped as soon as
+#: the view exists; a plot whose source was full before its view existed is drawn by the
+#: first render at the latest), in ``performance.now()`` (0 = navigation start), polled
+#: each frame.
+TIMING = """
+(() => {
+  const out = window.__bench = {first_render: null, drawn: {}, full_at_wrap: 0};
+  const wrapped = new Set();
+  const early = [];  // full before their view existed: drawn by the first render at the latest
+  const step = () => {
+    const B = window.Bokeh;
+    const rows = window.__bench_rows;
+    if (B && B.documents && B.documents.length > 0 && rows !== undefined) {
+      const doc = B.documents[0];
+      if (out.first_render === null && doc.roots().length > 0 && doc.is_idle) {
+        out.first_render = performance.now();
+        for (const id of early) if (out.drawn[id] === undefined) out.drawn[id] = out.first_render;
+      }
+      for (const m of doc.all_models) {
+        if (m.type !== 'Figure' || wrapped.has(m.id)) continue;
+        const view = B.index.find_one(m);
+        if (view === null || view === undefined) continue;
+        wrapped.add(m.id);
+        const sources = m.renderers.map(r => r.data_source)
+          .filter(s => s && s.data && s.data.q !== undefined);
+        const full = () => sources.some(s => s.data.t.length >= rows);
+        if (full()) { out.full_at_wrap += 1; early.push(m.id); }
+        const repaint = view.repaint.bind(view);
+        view.repaint = (...args) => {
+          const result = repaint(...args);
+          if (out.drawn[m.id] === undefined && full()) out.drawn[m.id] = performance.now();
+          return result;
+        };
+      }
+    }
+    requestAnimationFrame(step);
+  };
+  requestAnimationFrame(step);
+})();
+"""
+
+
 def open_page(
-    trends: int, minutes: float, rate: float, naive: bool, live: bool
+    trends: int,
+    minutes: float,
+    rate: float,
+    naive: bool,
+    live: bool,
+    compression: int,
+    mem_level: int,
 ) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
@@ -144,50 +267,70 @@ def open_page(
         views = [kind(name, history_seconds=3600.0) for name in names]
         return MonitorSession(*views, hub=hub, callback_period=0.5, layout="grid", ncols=4)
 
-    server = ThreadedServer({"/history": session_application(lambda _doc: make())}).start()
-    received = [0]
+    wire = WireCounter()
+    deflate = (
+        {"websocket_compression_level": compression, "websocket_compression_mem_level": mem_level}
+        if compression
+        else {}
+    )
+    server = ThreadedServer(
+        {"/history": session_application(lambda _doc: make())},
+        allow_websocket_origin=[f"127.0.0.1:{wire.port}"],
+        **deflate,
+    ).start()
+    wire.start(server.port)
+    payload = [0]
+    extensions: list[str] = []
+    load = os.getloadavg()[0]
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page.add_init_script(f"window.__bench_rows = {count};" + TIMING)
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Network.enable")
+            cdp.on(
+                "Network.webSocketHandshakeResponseReceived",
+                lambda e: extensions.append(
+                    {k.lower(): v for k, v in e["response"]["headers"].items()}.get(
+                        "sec-websocket-extensions", ""
+                    )
+                ),
+            )
 
             def on_socket(ws) -> None:
                 ws.on(
                     "framereceived",
-                    lambda payload: received.__setitem__(0, received[0] + len(payload)),
+                    lambda data: payload.__setitem__(0, payload[0] + len(data)),
                 )
 
             page.on("websocket", on_socket)
-            began = time.perf_counter()
-            page.goto(f"{server.url}/history")
+            page.goto(f"http://127.0.0.1:{wire.port}/history")
             page.wait_for_function(
-                "() => window.Bokeh && Bokeh.documents.length > 0 && "
-                "Bokeh.documents[0].roots().length > 0",
-                polling="raf",
+                "n => window.__bench && window.__bench.first_render !== null"
+                " && Object.keys(window.__bench.drawn).length >= n",
+                arg=trends,
+                polling=100,
                 timeout=600_000,
             )
-            rendered = time.perf_counter()
-            page.wait_for_function(
-                """([n, rows]) => {
-                  const doc = Bokeh.documents[0];
-                  const full = [...doc.all_models].filter(m => m.type === 'ColumnDataSource'
-                      && m.data.t && m.data.y && m.data.q && m.data.t.length >= rows);
-                  return full.length >= n;
-                }""",
-                arg=[trends, count],
-                polling="raf",
-                timeout=600_000,
-            )
-            drawn = time.perf_counter()
+            timing = page.evaluate("window.__bench")
             browser.close()
     finally:
         stop.set()
         server.stop()
+        wire.stop()
         hub.close()
+    drawn = max(timing["drawn"].values()) / 1e3
+    first_render = timing["first_render"] / 1e3
     return {
-        "open_to_drawn_s": drawn - began,
-        "render_to_drawn_s": drawn - rendered,
-        "bytes": received[0],
+        "open_to_drawn_s": drawn,
+        "render_to_drawn_s": max(0.0, drawn - first_render),
+        "first_render_s": first_render,
+        "full_at_first_render": timing["full_at_wrap"],
+        "wire_bytes": wire.websocket_bytes,
+        "payload_bytes": payload[0],
+        "extensions": ";".join(extensions),
+        "load": load,
         "rows": trends * count,
     }
 
@@ -247,6 +390,94 @@ def fill(trends: int, minutes: float, rate: float) -> dict[str, dict[str, float]
     return out
 
 
+# -- deflate: what permessage-deflate costs the server, per page ------------------------
+
+
+def deflate(trends: int, minutes: float, rate: float, level: int, mem_level: int, ticks: int):
+    """One page's session (``trends`` trends, ``minutes`` of history at ``rate`` Hz): its
+    first tick (the history) and ``ticks`` one-second ticks of live deltas; for each, CPU
+    of the tick, of bokeh's serialiser (the websocket messages) and of compressing them as
+    tornado does for one connection (one ``zlib`` context kept across messages, a sync
+    flush per message), and the bytes before and after. Also what the zlib contexts of
+    one connection hold (``tracemalloc``: CPython's zlib allocates through it)."""
+    import tracemalloc
+
+    from bokeh.document import Document
+    from tornado.websocket import _PerMessageDeflateCompressor
+
+    from tango_bokeh.monitor import MonitorSession
+    from tango_bokeh.views import Trend
+    from tango_bokeh.views.wire import WireTap, message_frames
+
+    acquisition = SyntheticAcquisition()
+    hub = Hub(acquisition, history_window=3600.0)
+    names = _names(trends)
+    keepers = [hub.subscribe(name) for name in names]
+    count = int(minutes * 60 * rate)
+    now = time.time()
+    for i, name in enumerate(names):
+        values = _value(i, np.arange(count))
+        acquisition.feeds[name].extend(
+            [Sample(now - (count - j) / rate, float(values[j])) for j in range(count)]
+        )
+    for cursor in keepers:
+        cursor.read()
+    views = [Trend(name, history_seconds=3600.0) for name in names]
+    session = MonitorSession(*views, hub=hub, callback_period=None)
+    session.attach(Document())
+    tap = WireTap(session.document)
+    tracemalloc.start()
+    held = tracemalloc.get_traced_memory()[0]
+    compressor = _PerMessageDeflateCompressor(
+        persistent=True,
+        max_wbits=None,
+        compression_options={"compression_level": level, "mem_level": mem_level},
+    )
+    held = tracemalloc.get_traced_memory()[0] - held
+    tracemalloc.stop()
+    rows = []
+    for k in range(ticks + 1):
+        if k:  # one second of live samples
+            stamp = time.time()
+            for i, name in enumerate(names):
+                acquisition.feeds[name].extend(
+                    [Sample(stamp - 1 + j / rate, float(_value(i, count + k * rate + j)))
+                     for j in range(int(rate))]
+                )  # fmt: skip
+            for cursor in keepers:
+                cursor.read()
+        tap.reset()
+        began = time.process_time()
+        session.tick()
+        ticked = time.process_time()
+        frames = [f for event in tap.events for f in message_frames(event)]
+        serialised = time.process_time()
+        compressed = sum(len(compressor.compress(f)) for f in frames)
+        done = time.process_time()
+        raw = sum(len(f) for f in frames)
+        rows.append((ticked - began, serialised - ticked, done - serialised, raw, compressed))
+    session.close()
+    hub.close()
+    first, live = rows[0], rows[1:]
+
+    def total(i: int) -> float:
+        return sum(r[i] for r in live)
+
+    return {
+        "open": dict(
+            zip(("tick_s", "serialise_s", "compress_s", "bytes", "wire"), first, strict=True)
+        ),
+        "live": {
+            "tick_s": total(0) / len(live),
+            "serialise_s": total(1) / len(live),
+            "compress_s": total(2) / len(live),
+            "bytes": total(3) / len(live),
+            "wire": total(4) / len(live),
+        },
+        "context_bytes": held,
+    }
+
+
 # -- memory -----------------------------------------------------------------------------
 
 
@@ -299,12 +530,24 @@ def _child(part: str, *args: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("open", "fill", "memory", "both"), default="both")
+    parser.add_argument(
+        "--part", choices=("open", "fill", "deflate", "memory", "both"), default="both"
+    )
     parser.add_argument("--trends", type=int, default=20)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--attributes", type=int, default=500)
     parser.add_argument("--hours", type=float, default=1.0)
+    parser.add_argument(
+        "--compression",
+        type=int,
+        default=1,
+        help="open: the websocket's permessage-deflate level of the compressed runs (1-9)",
+    )
+    parser.add_argument(
+        "--mem-level", type=int, default=5, help="open: zlib's mem_level of the compressed runs"
+    )
+    parser.add_argument("--ticks", type=int, default=60, help="deflate: live ticks measured")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=int, default=256 * 2**20, help=argparse.SUPPRESS)
     parser.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)
@@ -319,23 +562,47 @@ def main() -> None:
         print(json.dumps(memory(args.attributes, args.hours, args.budget)))
         return
     if args.child == "open":
-        print(json.dumps(open_page(args.trends, args.minutes, args.rate, args.naive, args.live)))
+        result = open_page(
+            args.trends,
+            args.minutes,
+            args.rate,
+            args.naive,
+            args.live,
+            args.compression,
+            args.mem_level,
+        )
+        print(json.dumps(result))
         return
     if args.part in ("open", "both"):
         common = ["--trends", str(args.trends), "--minutes", str(args.minutes),
                   "--rate", str(args.rate)] + (["--live"] if args.live else [])  # fmt: skip
-        ours = _child("open", *common)
-        naive = _child("open", *common, "--naive")
+        compressed = ["--compression", str(args.compression), "--mem-level", str(args.mem_level)]
+        runs = {
+            "binary (ours), compressed": _child("open", *common, *compressed),
+            "binary (ours), uncompressed": _child("open", *common, "--compression", "0"),
+            "JSON lists, uncompressed": _child("open", *common, "--naive", "--compression", "0"),
+            "JSON lists, compressed": _child("open", *common, "--naive", *compressed),
+        }
+        rows = next(iter(runs.values()))["rows"]
         print(f"open: {args.trends} trends x {args.minutes:g} min at {args.rate:g} Hz "
-              f"({ours['rows']:,} rows of history)")  # fmt: skip
-        for label, r in (("binary (ours)", ours), ("JSON lists", naive)):
-            print(f"  {label:<14} page open -> every trend drawn {r['open_to_drawn_s']:5.2f} s "
-                  f"(first render -> drawn {r['render_to_drawn_s']:5.2f} s), "
-                  f"websocket {r['bytes'] / 1e6:6.2f} MB")  # fmt: skip
-        print(f"  bytes ours / JSON lists: {ours['bytes'] / naive['bytes']:.3f} (target <= 0.3)")
-        print(
-            f"  time ours / JSON lists:  {ours['open_to_drawn_s'] / naive['open_to_drawn_s']:.2f}"
-        )
+              f"({rows:,} rows of history); compressed = permessage-deflate level "
+              f"{args.compression}, mem_level {args.mem_level}")  # fmt: skip
+        for label, r in runs.items():
+            print(f"  {label:<28} wire {r['wire_bytes'] / 1e6:5.2f} MB "
+                  f"(payload {r['payload_bytes'] / 1e6:5.2f} MB); "
+                  f"first render {r['first_render_s']:5.2f} s, "
+                  f"every trend drawn {r['open_to_drawn_s']:5.2f} s "
+                  f"(+{r['render_to_drawn_s']:.2f} s; "
+                  f"{r['full_at_first_render']} full when first seen); load {r['load']:.1f}; "
+                  f"extensions {r['extensions'] or '-'!r}")  # fmt: skip
+        ours = runs["binary (ours), compressed"]
+        baseline = runs["JSON lists, uncompressed"]
+        for label in list(runs)[1:]:
+            print(f"  wire bytes ours compressed / {label}: "
+                  f"{ours['wire_bytes'] / runs[label]['wire_bytes']:.3f}")  # fmt: skip
+        print(f"  target: ours compressed / JSON lists uncompressed "
+              f"{ours['wire_bytes'] / baseline['wire_bytes']:.3f} <= 0.3; first render -> every "
+              f"trend drawn {ours['render_to_drawn_s']:.2f} s <= 1 s")  # fmt: skip
     if args.part == "fill":
         result = fill(args.trends, args.minutes, args.rate)
         ours, naive = result["ours"], result["naive"]
@@ -346,6 +613,23 @@ def main() -> None:
                   f"{r['serialise_s'] * 1e3:7.1f} ms, {r['bytes'] / 1e6:5.2f} MB")  # fmt: skip
         total = (ours["tick_s"] + ours["serialise_s"]) / (naive["tick_s"] + naive["serialise_s"])
         print(f"  CPU ours / JSON lists: {total:.2f}; bytes {ours['bytes'] / naive['bytes']:.3f}")
+    if args.part == "deflate":
+        r = deflate(
+            args.trends, args.minutes, args.rate, args.compression, args.mem_level, args.ticks
+        )
+        print(f"deflate: one page of {args.trends} trends x {args.minutes:g} min at "
+              f"{args.rate:g} Hz, permessage-deflate level {args.compression}, mem_level "
+              f"{args.mem_level}, CPU")  # fmt: skip
+        for label, x in (
+            ("open (first tick)", r["open"]),
+            (f"live (mean of {args.ticks})", r["live"]),
+        ):
+            work = x["tick_s"] + x["serialise_s"]
+            print(f"  {label:<18} tick + serialise {work * 1e3:7.2f} ms, compress "
+                  f"{x['compress_s'] * 1e3:6.2f} ms (+{x['compress_s'] / work:.0%}); "
+                  f"{x['bytes']:>11,.0f} -> {x['wire']:>10,.0f} bytes "
+                  f"({x['wire'] / x['bytes']:.3f})")  # fmt: skip
+        print(f"  zlib compressor of one connection: {r['context_bytes'] / 1e3:.0f} kB")
     if args.part in ("memory", "both"):
         common = ["--attributes", str(args.attributes), "--hours", str(args.hours)]
         ours = _child("memory", *common)

@@ -20,13 +20,21 @@ from bokeh.protocol import Protocol
 _protocol = Protocol()
 
 
+def message_frames(event: DocumentPatchedEvent) -> list[bytes]:
+    """The websocket messages a server sends for ``event``, in order (header, metadata,
+    content, then a header and the bytes of each buffer): what permessage-deflate
+    compresses one at a time."""
+    message = _protocol.create("PATCH-DOC", [event])
+    frames = [m.encode() for m in (message.header_json, message.metadata_json)]
+    frames.append(message.content_json.encode())
+    for buffer in message.buffers:
+        frames += [json.dumps(buffer.ref).encode(), buffer.to_bytes()]
+    return frames
+
+
 def message_bytes(event: DocumentPatchedEvent) -> int:
     """Bytes of the ``PATCH-DOC`` message a server sends for ``event``, buffers included."""
-    message = _protocol.create("PATCH-DOC", [event])
-    size = len(message.header_json) + len(message.metadata_json) + len(message.content_json)
-    for buffer in message.buffers:
-        size += len(json.dumps(buffer.ref)) + len(buffer.to_bytes())
-    return size
+    return sum(len(frame) for frame in message_frames(event))
 
 
 class WireTap:
