@@ -26,6 +26,29 @@ from .session import Session
 log = logging.getLogger(__name__)
 
 
+#: permessage-deflate level of the websockets of both front ends' servers (0: off). Level 1,
+#: the fastest: a page's live deltas shrink to about 0.15 and its history to about 0.57
+#: for about 3 % more CPU a tick; higher levels cost 2-3 times the CPU for a few %
+#: (docs/performance.md, bench_history.py --part deflate).
+WEBSOCKET_COMPRESSION = 1
+#: zlib's memLevel: 5 holds 154 kB per open websocket (the default 8: 269 kB) and
+#: compresses as well here; the page's side (its acknowledgements) adds about 40 kB.
+WEBSOCKET_MEM_LEVEL = 5
+
+
+def websocket_compression(level: int = WEBSOCKET_COMPRESSION) -> dict[str, int]:
+    """bokeh ``Server``/``BokehTornado`` keyword arguments for permessage-deflate at
+    ``level`` (1-9; 0: off, none given). Browsers offer it on every websocket and
+    tornado keeps one zlib context per connection (context takeover), so a tick's small
+    deltas compress against the previous ones."""
+    if level <= 0:
+        return {}
+    return {
+        "websocket_compression_level": level,
+        "websocket_compression_mem_level": WEBSOCKET_MEM_LEVEL,
+    }
+
+
 def session_application(
     factory: Callable[[Document], Session],
     identify: Callable[[Any], dict[str, Any]] | None = None,

@@ -326,6 +326,11 @@ _serve_options = [
                  show_default=True, help="New pages the whole server builds per second..."),
     click.option("--server-page-burst", type=click.IntRange(1), default=20, show_default=True,
                  help="...and at once (building a page runs on the loop the open pages use)."),
+    click.option("--websocket-compression", type=click.IntRange(0, 9), default=1,
+                 show_default=True, metavar="LEVEL",
+                 help="permessage-deflate level of the pages' websockets (0: off). 1 sends a "
+                      "page's history in about 0.6 and its updates in about 0.15 of the bytes, "
+                      "for about 3 % more CPU and 0.2 MB more memory per open page."),
 ]  # fmt: skip
 
 
@@ -374,6 +379,7 @@ def serve(
     page_burst: int,
     server_pages_per_second: float,
     server_page_burst: int,
+    websocket_compression: int,
     num_procs: int,
     check: bool,
     check_only: bool,
@@ -429,6 +435,7 @@ def serve(
         secret_file=secret_file,
         state_dir=secrets_dir,
         audit_log=audit_log,
+        websocket_compression=websocket_compression,
     )
     _set_history_budget(history_budget)
     sys.exit(_serve_dashboards(list(files), options, users))

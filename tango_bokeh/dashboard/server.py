@@ -40,7 +40,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
-from ..app import session_application
+from ..app import WEBSOCKET_COMPRESSION, session_application, websocket_compression
 from ..hub import Hub
 from ..session import Session
 from ..tango.archive import open_archive
@@ -83,6 +83,8 @@ class ServeOptions:
     #: Where the secret and the logins are kept (default: keys.default_state_dir()).
     state_dir: Path | None = None
     audit_log: Path | None = None
+    #: The websockets' permessage-deflate level (0: off; app.websocket_compression).
+    websocket_compression: int = WEBSOCKET_COMPRESSION
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -215,6 +217,7 @@ class DashboardServer:
             "unused_session_lifetime_milliseconds": int(options.unused_session_lifetime * 1000),
             "check_unused_sessions_milliseconds": int(options.check_unused_sessions * 1000),
             "keep_alive_milliseconds": int(options.keep_alive * 1000),
+            **websocket_compression(options.websocket_compression),
             **options.extra,
         }
 
