@@ -22,7 +22,6 @@ from bokeh.server.server import Server
 from bokeh.util.token import generate_jwt_token, generate_session_id, get_session_id
 from tornado.ioloop import IOLoop
 
-from ..app import websocket_compression
 from ..cleanup import SessionLifecycle, coalesce_collections
 from ..logs import lower_routine_warnings
 from ..session import Session
@@ -120,7 +119,6 @@ class NotebookServer:
         options: dict[str, Any] = {
             "check_unused_sessions_milliseconds": 2_000,
             "unused_session_lifetime_milliseconds": 15_000,
-            **websocket_compression(),  # server_kwargs websocket_compression_level=None: off
             **self.settings.server_kwargs,
         }
         server = Server(
