@@ -26,7 +26,7 @@ from .session import Session
 log = logging.getLogger(__name__)
 
 
-#: permessage-deflate level of the websockets of both front ends' servers (0: off). Level 1,
+#: permessage-deflate level of the dashboard server's websockets (0: off; notebooks: off). Level 1,
 #: the fastest: a page's live deltas shrink to about 0.15 and its history to about 0.57
 #: for about 3 % more CPU a tick; higher levels cost 2-3 times the CPU for a few %
 #: (docs/performance.md, bench_history.py --part deflate).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,9 @@ from tango_bokeh.hub import Hub
 
 from .browser import HAVE_CHROMIUM, chromium
 from .conftest import wait_for
+from .facility import Nginx
+from .facility import missing as facility_missing
+from .served import free_port
 
 pytestmark = [pytest.mark.browser]
 
@@ -53,16 +57,29 @@ def browser() -> Iterator[Any]:
         yield browser
 
 
-def _open(hub: Hub, browser: Any, level: int) -> tuple[str | None, float, int]:
-    """Serve the page with ``level``, open it, push a value: the handshake's
-    ``Sec-WebSocket-Extensions`` (None: absent), the value the page shows, and the
-    acknowledgements the server had from the page."""
+def _open(
+    hub: Hub, browser: Any, level: int, where: Path | None = None
+) -> tuple[str | None, float, int]:
+    """Serve the page with ``level`` (behind nginx with ``where``, its directory), open it,
+    push a value: the handshake's ``Sec-WebSocket-Extensions`` (None: absent), the value
+    the page shows, and the acknowledgements the server had from the page."""
     hub.acquisition.configure(ATTRIBUTE, unit="mm")
     server = DashboardServer([parse(PAGE, "deflate.yaml")], hub=hub)
-    running = Serving(server, ServeOptions(port=0, websocket_compression=level)).start_thread()
+    nginx_port = free_port()
+    options = ServeOptions(
+        port=0,
+        websocket_compression=level,
+        allow_websocket_origin=[f"127.0.0.1:{nginx_port}"] if where else (),
+    )
+    running = Serving(server, options).start_thread()
+    nginx = None
     page = browser.new_page(viewport={"width": 1000, "height": 700})
     responses: list[dict[str, str]] = []
     try:
+        url = running.url
+        if where is not None:
+            nginx = Nginx(where, [f"127.0.0.1:{running.port}"], nginx_port).start()
+            url = nginx.url
         cdp = page.context.new_cdp_session(page)
         cdp.send("Network.enable")
         cdp.on(
@@ -71,7 +88,7 @@ def _open(hub: Hub, browser: Any, level: int) -> tuple[str | None, float, int]:
                 {k.lower(): v for k, v in event["response"]["headers"].items()}
             ),
         )
-        page.goto(f"{running.url}/deflate")
+        page.goto(f"{url}/deflate")
         page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
         wait_for(lambda: responses, timeout=30, what="the websocket's handshake response")
         (session,) = server.sessions()
@@ -89,6 +106,8 @@ def _open(hub: Hub, browser: Any, level: int) -> tuple[str | None, float, int]:
         return responses[0].get("sec-websocket-extensions"), value, session.pace.clock.seen
     finally:
         page.close()
+        if nginx is not None:
+            nginx.stop()
         running.stop()
         running.join()
 
@@ -103,6 +122,16 @@ def test_websockets_are_deflated_by_default(fake_hub: Hub, browser: Any) -> None
 def test_compression_0_turns_it_off(fake_hub: Hub, browser: Any) -> None:
     extensions, _, acknowledged = _open(fake_hub, browser, 0)
     assert extensions is None
+    assert acknowledged > 0
+
+
+def test_nginx_passes_it_through(fake_hub: Hub, browser: Any, tmp_path: Path) -> None:
+    """docker/nginx's template (tests/facility.py runs it) needs nothing for it: nginx
+    forwards the offer and the answer, then the frames as they are."""
+    if missing := [name for name in facility_missing() if name == "nginx"]:
+        pytest.skip(f"needs {missing}")
+    extensions, _, acknowledged = _open(fake_hub, browser, 1, tmp_path / "nginx")
+    assert extensions is not None and extensions.startswith("permessage-deflate")
     assert acknowledged > 0
 
 
