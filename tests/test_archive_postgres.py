@@ -29,13 +29,13 @@ from .test_archive_trends import (
     CURRENT_TANGO,
     DASHBOARD,
     NOT_ARCHIVED,
-    REAL,
     TREND,
     _epoch,
     _filled,
     _open,
     _past,
     browser_page,
+    real,
 )
 
 __all__ = ["browser_page", "timescale_db"]  # fixtures, used here
@@ -121,13 +121,7 @@ def test_a_name_inside_another_is_an_error_not_silence(timescale_db, reader):
         reader.read("test/pg/2/gap", t[0], t[-1], 100)
 
 
-def _real(test):
-    for mark in REAL:
-        test = mark(test)
-    return pytest.mark.timeout(600)(test)
-
-
-@_real
+@real
 def test_a_trend_opens_filled_from_postgresql(
     control_system: ControlSystem, timescale_db, tmp_path: Path, browser_page
 ):
