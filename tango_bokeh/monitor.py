@@ -195,7 +195,7 @@ class MonitorSession(Session):
         self.freeze_toggle.on_change("active", self._on_freeze)
         self.clear_button = Button(label="Clear", width=80, align="end")
         self.clear_button.on_click(self.clear)
-        self.export_button = export_button(self.start_export, self.download, width=150,
+        self.export_button = export_button(self.download, width=150,
                                            align="end")  # fmt: skip
         return row(
             self.period_slider,

@@ -37,7 +37,8 @@ from .hub import Cursor, Hub
 from .tango.sample import Sample
 from .tango.state import AttributeState
 from .threads import ANY, LOOP, any_thread, contract, document_thread, loop_only
-from .views.export import Download, Export, csv_files, export_views, snapshot
+from .views.export import Download, Export, build, csv_files, snapshot
+from .views.export_formats import PageRanges, Shown
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 #: The shortest period the periodic callback may have, in seconds.
 MIN_CALLBACK_PERIOD = 0.1
 MAX_CALLBACK_PERIOD = 3600.0
+#: Seconds an export from another thread waits for the loop to copy what the views show.
+EXPORT_WAIT = 30.0
 #: The front end :meth:`Session.open` shows a session with, found by name when first used:
 #: front ends sit above sessions (they import them), so a session never imports one.
 FRONT_END = "tango_bokeh.notebook"
@@ -542,8 +545,23 @@ class Session:
     @any_thread
     def export(self, format: str = "csv") -> Export:
         """What every view shows (visible range and series), as one file: ``format`` is
-        "csv" (long format) or "hdf5" (NeXus-style); built now, on the calling thread."""
-        return export_views(self.views, self.export_title(), format)
+        "csv" (long format) or "hdf5" (NeXus-style). The copies are taken on the loop (this
+        thread waits for it), the file is written on the calling thread."""
+        if self.on_document_thread() or not self.ready:
+            return build(snapshot(self.views), format, self.export_title())
+        taken: list[list[Shown]] = []
+        done = threading.Event()
+
+        def take() -> None:  # on the loop: copies of what the views show, nothing more
+            try:
+                taken.append(snapshot(self.views))
+            finally:
+                done.set()
+
+        self.safe_document_modifications(take)
+        if not done.wait(EXPORT_WAIT) or not taken:
+            raise TimeoutError(f"{self.log_name()}: its loop did not answer the export")
+        return build(taken[0], format, self.export_title())
 
     @property
     def download(self) -> Download:
@@ -551,7 +569,9 @@ class Session:
         dropped when the session closes)."""
         download: Download | None = getattr(self, "_download_channel", None)
         if download is None:
-            download = Download(self.safe_document_modifications, self.export_status)
+            download = Download(
+                self.safe_document_modifications, self.export_status, self.start_export
+            )
             self._download_channel = download
             self.on_close(self._drop_download)
         return download
@@ -562,10 +582,11 @@ class Session:
             download.close()
 
     @document_thread
-    def start_export(self, format: str = "csv") -> None:
-        """Download what the views show to the page: copies taken here, the file written
-        off the loop, then streamed in chunks (one export at a time: see :class:`Download`)."""
-        self.download.start(snapshot(self.views), format, self.export_title())
+    def start_export(self, format: str = "csv", page: PageRanges | None = None) -> None:
+        """Download what the views show to the page (within ``page``, the ranges the page
+        sent with its request): copies taken here, the file written off the loop, then
+        streamed in chunks (one export at a time: see :class:`Download`)."""
+        self.download.start(snapshot(self.views, page), format, self.export_title())
 
     def export_status(self, text: str) -> None:
         """Progress of the page's export ("" when done); front ends show it (default: log)."""

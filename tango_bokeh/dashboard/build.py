@@ -242,7 +242,7 @@ class DashboardSession(Session):
         clear = Button(label="Clear", width=80, name="dashboard-clear")
         clear.on_click(self.clear)
         export = self.export_button = export_button(
-            self.start_export, self.download, width=150, name="dashboard-export"
+            self.download, width=150, name="dashboard-export"
         )
         return Row(
             Div(sizing_mode="stretch_width"),

@@ -22,7 +22,7 @@ from ..tango.modes import Mode
 from ..tango.sample import AttributeInfo, Format, Kind, Sample
 from .banner import Level, Problem
 from .base import AttributeState, View
-from .export_formats import Shown
+from .export_formats import PageRanges, Shown
 from .kinds import kinds
 from .panel import PanelView
 from .style import PANEL_STYLES
@@ -183,5 +183,5 @@ class AutoView(PanelView):
     def to_csv(self) -> str:
         return self.inner.to_csv() if self.inner is not None else ""
 
-    def shown(self) -> list[Shown]:
-        return self.inner.shown() if self.inner is not None else []
+    def shown(self, page: PageRanges | None = None) -> list[Shown]:
+        return self.inner.shown(page) if self.inner is not None else []

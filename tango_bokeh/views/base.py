@@ -17,7 +17,7 @@ from bokeh.models import LayoutDOM
 
 from ..tango.sample import Sample
 from ..tango.state import AttributeState  # re-exported: views and their tests import it here
-from .export_formats import Shown
+from .export_formats import PageRanges, Shown
 
 __all__ = ["AttributeState", "View"]
 
@@ -59,8 +59,9 @@ class View(abc.ABC):
         """What is displayed, as CSV text of this view alone."""
         return ""
 
-    def shown(self) -> list[Shown]:
-        """What is displayed now, as copies the export writes off the loop (on the loop).
+    def shown(self, page: PageRanges | None = None) -> list[Shown]:
+        """What is displayed now, as copies the export writes off the loop (on the loop);
+        ``page``: the ranges the page shows (see :data:`PageRanges`), when it sent them.
 
         Default: nothing (a view that shows no plotted data exports none).
         """

@@ -25,7 +25,7 @@ import numpy as np
 from bokeh.models import ColumnDataSource, CustomJS, Dropdown
 
 from .base import View
-from .export_formats import FORMATS, Shown, write
+from .export_formats import FORMATS, PageRanges, Shown, write
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,27 @@ link.click()
 setTimeout(() => { URL.revokeObjectURL(url); link.remove() }, 1000)
 """
 
+#: Browser side, on a click of the Export menu: ask for the file with the ranges every
+#: figure of the page shows (bokeh does not sync auto-ranged bounds to the server). The
+#: request travels as a property change of the hidden source, so it reaches the server
+#: with the ranges in one message.
+_REQUEST = """
+const ranges = {}
+for (const m of source.document.all_models) {
+    if (m.x_range !== undefined && m.y_range !== undefined && m.renderers !== undefined)
+        ranges[m.id] = [m.x_range.start, m.x_range.end, m.y_range.start, m.y_range.end]
+}
+const serial = (source.__tango_bokeh_asked ?? 0) + 1
+source.__tango_bokeh_asked = serial
+source.tags = [JSON.stringify({format: cb_obj.item, ranges: ranges, serial: serial})]
+"""
+
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _executor() -> ThreadPoolExecutor:
+def export_pool() -> ThreadPoolExecutor:
+    """The worker threads that write export files (made at the first export)."""
     global _pool
     with _pool_lock:
         if _pool is None:
@@ -96,13 +112,14 @@ def csv_files(views: Sequence[View]) -> dict[str, str]:
     return files
 
 
-def snapshot(views: Sequence[View]) -> list[Shown]:
-    """What every view shows now (copies; on the Document's loop). A view that fails to
-    say is left out and logged: the others are still exported."""
+def snapshot(views: Sequence[View], page: PageRanges | None = None) -> list[Shown]:
+    """What every view shows now (copies; on the Document's loop), within ``page``'s
+    ranges when the page sent them. A view that fails to say is left out and logged: the
+    others are still exported."""
     shown: list[Shown] = []
     for view in views:
         try:
-            shown.extend(view.shown())
+            shown.extend(view.shown(page))
         except Exception:
             log.exception("export: what %r shows", view)
     return shown
@@ -127,18 +144,22 @@ class Download:
 
     ``post`` runs a callable on the Document's loop from any thread (the session's
     ``safe_document_modifications``); ``status`` hears progress texts for the page
-    ("" when done). Keep :attr:`source` in the Document (a widget's ``tags``).
+    ("" when done); ``request(format, ranges)`` hears the page's Export menu (see
+    :func:`export_button`). Keep :attr:`source` in the Document (a widget's ``tags``).
     """
 
     def __init__(
         self,
         post: Callable[[Callable[[], None]], None],
         status: Callable[[str], None] | None = None,
+        request: Callable[[str, PageRanges], None] | None = None,
     ) -> None:
         self.source = ColumnDataSource(data={"meta": [], "chunk": []})
         self.source.js_on_change("data", CustomJS(args={"source": self.source}, code=_DOWNLOAD))
+        self.source.on_change("tags", self._on_request)
         self.post = post
         self.status = status
+        self.request = request
         self.sent = 0  # files handed to the page, a counter
         self.chunks = 0  # messages sent, a counter
         self._serial = 0
@@ -152,6 +173,21 @@ class Download:
         """An export is being written or sent."""
         return self._busy
 
+    def _on_request(self, _attr: str, _old: object, new: list) -> None:
+        """The page's Export menu was clicked (its format and the ranges it shows)."""
+        if self.request is None or not new:
+            return
+        try:
+            asked = json.loads(str(new[0]))
+            file_format, ranges = str(asked["format"]), asked.get("ranges") or {}
+        except (ValueError, KeyError, TypeError):
+            log.warning("export: a request the page could not have sent: %.200r", new)
+            return
+        if file_format not in FORMATS:
+            self._say(f"unknown format {file_format[:20]}")
+            return
+        self.request(file_format, ranges if isinstance(ranges, dict) else {})
+
     def start(self, shown: Sequence[Shown], file_format: str, title: str) -> bool:
         """Write ``shown`` off the loop, then send it (on the loop). False, and a status
         text, when an export is in flight already: one at a time per page."""
@@ -163,7 +199,7 @@ class Download:
         self._busy = True
         self._serial += 1
         self._say(f"writing {file_format.upper()}…")
-        future = _executor().submit(build, list(shown), file_format, title)
+        future = export_pool().submit(build, list(shown), file_format, title)
         future.add_done_callback(lambda done, n=self._serial: self._written(done, n))
         return True
 
@@ -239,15 +275,17 @@ EXPORT_LABEL = "⬇ Export"
 EXPORT_MENU = [("CSV (long format)", "csv"), ("HDF5 (NeXus)", "hdf5")]
 
 
-def export_button(start: Callable[[str], None], download: Download, **props: object) -> Dropdown:
-    """The "⬇ Export" button of a page: pick CSV or HDF5, ``start(format)`` does the rest.
+def export_button(download: Download, **props: object) -> Dropdown:
+    """The "⬇ Export" button of a page: pick CSV or HDF5; the page sends the request with
+    the ranges it shows to ``download`` (its ``request`` does the rest).
 
     It keeps the hidden download source in the Document (its ``tags``); :func:`show_status`
     puts the export's progress on its label.
     """
     button = Dropdown(label=EXPORT_LABEL, menu=EXPORT_MENU, button_type="primary",
                       tags=[download.source], **props)  # fmt: skip
-    button.on_click(lambda event: start(str(event.item)))
+    button.js_on_event("menu_item_click", CustomJS(args={"source": download.source},
+                                                   code=_REQUEST))  # fmt: skip
     return button
 
 
@@ -265,6 +303,7 @@ __all__ = [
     "build",
     "csv_files",
     "export_button",
+    "export_pool",
     "export_views",
     "show_status",
     "slug",

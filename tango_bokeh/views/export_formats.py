@@ -15,7 +15,7 @@ import csv
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,15 +60,32 @@ class Shown:
     notes: list[str] = field(default_factory=list)
 
 
-def visible_span(axis: object) -> tuple[float, float] | None:
-    """(low, high) of a bokeh range as the page synced it back, None while unknown (a
-    ``DataRange1d`` is NaN until the page computed it)."""
-    start, end = getattr(axis, "start", None), getattr(axis, "end", None)
+#: What a page shows, by figure id: [x start, x end, y start, y end] as the page has them
+#: when its Export menu is clicked (bokeh does not sync auto-ranged ``DataRange1d`` bounds).
+PageRanges = Mapping[str, Sequence[float | None]]
+
+
+def _span(start: object, end: object) -> tuple[float, float] | None:
     if not (isinstance(start, int | float) and isinstance(end, int | float)):
         return None
     if not (math.isfinite(start) and math.isfinite(end)) or start == end:
         return None
     return float(min(start, end)), float(max(start, end))
+
+
+def visible_span(
+    figure: object, axis: str, page: PageRanges | None = None
+) -> tuple[float, float] | None:
+    """(low, high) of ``figure``'s ``axis`` ("x" or "y") as shown: from the page's own
+    ranges when it sent them, else as the page synced the range model back (a tool's
+    zoom), None while unknown (a ``DataRange1d`` is NaN on the server until then)."""
+    shown = page.get(str(getattr(figure, "id", ""))) if page else None
+    if shown is not None and len(shown) == 4:
+        found = _span(*(shown[0:2] if axis == "x" else shown[2:4]))
+        if found is not None:
+            return found
+    model = getattr(figure, f"{axis}_range", None)
+    return _span(getattr(model, "start", None), getattr(model, "end", None))
 
 
 def epoch_text(t: np.ndarray) -> np.ndarray:
@@ -232,6 +249,7 @@ __all__ = [
     "FORMATS",
     "ORIGINS",
     "QUALITY_NAMES",
+    "PageRanges",
     "Shown",
     "epoch_text",
     "group_names",

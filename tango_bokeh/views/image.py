@@ -23,7 +23,6 @@ import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import bokeh.palettes
 import numpy as np
@@ -41,7 +40,7 @@ from bokeh.plotting import figure
 from ..tango.sample import AttributeInfo, Format, Quality, Sample
 from .banner import Level, Problem, clock, unsuitable
 from .base import AttributeState
-from .export_formats import Shown, visible_span
+from .export_formats import PageRanges, Shown, visible_span
 from .palette import QUALITY_CODES
 from .panel import PanelView
 from .spectrum import _newest_frame
@@ -115,9 +114,8 @@ def for_the_wire(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def _within(centres: np.ndarray, axis: Any) -> np.ndarray:
-    """Which pixel centres lie within a range (either direction; all when it is unset)."""
-    span = visible_span(axis)
+def _within(centres: np.ndarray, span: tuple[float, float] | None) -> np.ndarray:
+    """Which pixel centres lie within the visible span (all when it is unknown)."""
     if span is None:
         return np.ones(len(centres), dtype=bool)
     return (centres >= span[0]) & (centres <= span[1])
@@ -300,7 +298,7 @@ class Image(PanelView):
         if self._model is not None:
             self._source.data = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
 
-    def shown(self) -> list[Shown]:
+    def shown(self, page: PageRanges | None = None) -> list[Shown]:
         """The frame shown (as displayed: block-averaged when the view reduces it), the
         pixels within the visible x/y ranges, with its Tango time and quality."""
         if self._shown is None or self._shown_time is None:
@@ -309,7 +307,8 @@ class Image(PanelView):
         rows = (np.arange(self._shown.shape[0]) + 0.5) * factor  # pixel centres, full frame
         cols = (np.arange(self._shown.shape[1]) + 0.5) * factor
         fig = self._figure
-        keep_r, keep_c = _within(rows, fig.y_range), _within(cols, fig.x_range)
+        keep_r = _within(rows, visible_span(fig, "y", page))
+        keep_c = _within(cols, visible_span(fig, "x", page))
         info = self._info
         return [
             Shown(

@@ -30,7 +30,7 @@ from bokeh.plotting import figure
 from ..tango.sample import AttributeInfo, Format, Quality, Sample
 from .banner import Level, Problem, clock, unsuitable
 from .base import AttributeState
-from .export_formats import Shown, visible_span
+from .export_formats import PageRanges, Shown, visible_span
 from .palette import QUALITY_CODES, SERIES_COLORS, fade
 from .panel import PanelView
 from .style import PANEL_STYLES, style_figure
@@ -235,14 +235,14 @@ class Spectrum(PanelView):
         if self.persistence:
             self._ghost_source.data = {"xs": [], "ys": [], "k": np.empty(0)}
 
-    def shown(self) -> list[Shown]:
+    def shown(self, page: PageRanges | None = None) -> list[Shown]:
         """The frame shown, channels within the visible x range, with its Tango time."""
         if self._frame is None or self._frame_time is None:
             return []
         frame = self._frame
         x = self._x if self._x is not None and len(self._x) == len(frame) else None
         axis = x if x is not None else np.arange(len(frame), dtype=np.float64)
-        span = visible_span(self._figure.x_range)
+        span = visible_span(self._figure, "x", page)
         keep = np.ones(len(frame), dtype=bool)
         if span is not None:
             keep = (axis >= span[0]) & (axis <= span[1])

@@ -72,7 +72,7 @@ from bokeh.plotting import figure
 from ..tango.sample import AttributeInfo, Format, Kind, Quality, Sample, format_number
 from .banner import Level, Problem, attribute_problem, clock
 from .base import AttributeState
-from .export_formats import Shown, visible_span
+from .export_formats import PageRanges, Shown, visible_span
 from .palette import QUALITY_BY_CODE, QUALITY_CODES, QUALITY_COLORS, SERIES_COLORS
 from .panel import PanelView
 from .style import PANEL_STYLES, style_figure
@@ -161,6 +161,10 @@ _CARRY = ("x0", "x1", "y", "g")
 def _no_marks() -> dict[str, list]:
     return {"t": [], "y": [], "v": [], "marker": []}
 
+
+#: Rows out of the time window a trend's source may hold until later streams drop them;
+#: beyond this (or an eighth of its rows) it replaces its data instead (:meth:`Trend._apply`).
+SLACK_ROWS = 16
 
 #: Magnitude from which a finite value is "off scale" on a trend: not drawn, like NaN and
 #: the infinities (devices use such numbers, 1e308 or DBL_MAX, to say "no value").
@@ -871,15 +875,31 @@ class Trend(PanelView):
         The stream's ``rollover`` also drops the rows that left the time window: it keeps
         only the rows still inside it plus the new ones (and never more than
         ``history_points``), so time-bounding the history costs no extra message.
+
+        But BokehJS (3.9, ``stream_to_column``) rolls a typed-array column over in place
+        and never shortens it (bokeh issue 8690): a rollover below the rows held would
+        leave the page's column at its length, with the new rows in the middle and older
+        ones at its end, a line drawn back in time. So a stream never asks for fewer rows
+        than are held (it drops at most as many as it brings); rows out of the window that
+        this leaves (a tick brought fewer than left it) go with later streams, or, beyond
+        ``SLACK_ROWS`` or an eighth of the rows, all at once by one replacement of the data.
         """
         self._now_ms = now_ms
         if new is None:
             return
-        t = series.source.data["t"]
+        source = series.source
+        t = source.data["t"]
+        held = len(t)
         cutoff = now_ms - self._history_seconds * 1000.0
-        aged = int(np.searchsorted(t, cutoff)) if len(t) else 0
-        keep = min(self._history_points, len(t) - aged + len(new["t"]))
-        series.source.stream(new, rollover=max(1, keep))
+        aged = int(np.searchsorted(t, cutoff)) if held else 0
+        keep = max(1, min(self._history_points, held - aged + len(new["t"])))
+        if keep >= held:
+            source.stream(new, rollover=keep)
+        elif held - keep <= max(SLACK_ROWS, held // 8):
+            source.stream(new, rollover=held)
+        else:
+            old = {k: np.asarray(source.data[k]) for k in ("t", "y", "q")}
+            source.data = _joined(old, new, keep)
         series.rows_streamed += len(new["t"])
 
     def _cap_history(self, series: _Series) -> None:
@@ -950,21 +970,21 @@ class Trend(PanelView):
         if self._archive is not None:
             self._archive.clear()
 
-    def visible_ms(self) -> tuple[float, float]:
+    def visible_ms(self, page: PageRanges | None = None) -> tuple[float, float]:
         """The x range the page shows (display ms): as the page synced it back, else the
         time window up to the latest update."""
-        span = visible_span(self._figure.x_range) if self._model is not None else None
+        span = visible_span(self._figure, "x", page) if self._model is not None else None
         if span is not None:
             return span
         end = getattr(self, "_now_ms", math.inf)
         return end - self._history_seconds * 1000.0, end
 
-    def shown(self) -> list[Shown]:
+    def shown(self, page: PageRanges | None = None) -> list[Shown]:
         """The points of visible series within the visible x range, live and archived
         together (per attribute and unit, in time order; on the loop: copies only)."""
         if self._model is None:
             return []
-        start, end = self.visible_ms()
+        start, end = self.visible_ms(page)
         found: list[Shown] = []
         for s in self._series:
             parts: list[tuple[np.ndarray, ...]] = []
