@@ -1,6 +1,7 @@
 """Scale-out: dashboard replicas behind nginx share the viewers; Tango sees replicas, not viewers.
 
     .venv/bin/python bench/bench_replicas.py [--replicas 3] [--viewers 150] [--seconds 20]
+        [--viewer-kind bokeh|light]
 
 The facility topology of tests/facility.py, all real processes: MariaDB, the C++
 Tango database server, the simulated beamline, ``--replicas`` ``tango-bokeh serve``
@@ -19,7 +20,10 @@ Measured, from each replica's /metrics and process:
   same run: one replica with viewers / replicas viewers, as many per process.
 
 Each viewer acknowledges every tick as a browser's page does (dashboard/pace.py), so
-the servers do a page's full work. The viewers run in worker processes (50 each) on
+the servers do a page's full work. ``--viewer-kind bokeh`` (the default): bokeh clients
+that apply every patch to a Python Document; ``light``: :class:`LightViewer`, the same on
+the wire (compressed websocket, every tick acknowledged) without a Document, a fraction
+of the client CPU. The viewers run in worker processes (50 each) on
 the same 2 cores as everything else: the load average is printed with the figures.
 Push-to-screen latency is not measured here: these Python viewers' own delay (tenths of
 a second to seconds when 50 share a process on a busy machine) would swamp the servers'.
@@ -207,6 +211,169 @@ def worker(
     print(json.dumps({"done": len(viewers)}), flush=True)
 
 
+class LightViewer:
+    """A viewer that does on the wire what a quick page does, with no bokeh Document.
+
+    It loads the page through nginx as a new browser would (:class:`Viewer`'s cookie and
+    address), opens the session's websocket with the page's token (compressed, as a
+    browser asks for it), pulls the document,
+    reads every message and acknowledges every tick: a PATCH-DOC that copies ``sent``
+    into ``seen``, what the page's script sends (dashboard/pace.py). The server does the
+    same work for it as for a page; the patches are decoded (bokeh's ``Receiver``) but not
+    applied to a Document, the page's own cost: 50 Python Documents in one process cost
+    more CPU than the replica that serves them, and on the same two cores that CPU would
+    be measured as the product's latency (bench_latency.py).
+    """
+
+    def __init__(self, url: str, index: int, route: str) -> None:
+        self.url, self.route = url, route
+        self.address = f"10.{index // 250 % 250}.{index % 250}.{1 + index // 62500}"
+        self.headers = {"Cookie": f"{ROUTE_COOKIE}={route}", "X-Forwarded-For": self.address}
+        self.messages = 0  # complete bokeh messages received
+        self.acks = 0  # ticks acknowledged
+        self._socket = None
+        self._clock: str | None = None  # id of the page's PageClock
+
+    async def open(self) -> None:
+        import asyncio
+
+        from bokeh.client.util import websocket_url_for_server_url
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        from tango_bokeh.dashboard.client import page_token
+
+        loop = asyncio.get_running_loop()
+        token = await loop.run_in_executor(None, page_token, self.url, 60.0, self.headers)
+        request = HTTPRequest(websocket_url_for_server_url(self.url), headers=self.headers,
+                              request_timeout=60)  # fmt: skip
+        # permessage-deflate, as a browser asks for it (the server compresses for pages)
+        self._socket = await websocket_connect(
+            request, subprotocols=["bokeh", token], compression_options={}
+        )
+        from bokeh.protocol import Protocol
+        from bokeh.protocol.receiver import Receiver
+
+        self._receiver = Receiver(Protocol())
+        ack = await self._next()
+        if ack is None or ack.msgtype != "ACK":
+            raise RuntimeError(f"viewer {self.route}: no ACK from the server ({ack!r})")
+        await self._send("PULL-DOC-REQ", {})
+        while True:
+            message = await self._next()
+            if message is None:
+                raise RuntimeError(f"viewer {self.route}: closed before its document came")
+            if message.msgtype == "PULL-DOC-REPLY":
+                self._clock = _clock_id(message.content["doc"])
+                return
+            await self._handle(message)
+
+    async def _next(self):  # type: ignore[no-untyped-def]
+        """The next complete bokeh message (None: the connection closed)."""
+        assert self._socket is not None
+        while True:
+            fragment = await self._socket.read_message()
+            if fragment is None:
+                return None
+            message = await self._receiver.consume(fragment)
+            if message is not None:
+                self.messages += 1
+                return message
+
+    async def _send(self, msgtype: str, content: dict) -> None:
+        from bokeh.core.serialization import make_id
+
+        assert self._socket is not None
+        header = json.dumps({"msgid": make_id(), "msgtype": msgtype})
+        for fragment in (header, "{}", json.dumps(content)):
+            await self._socket.write_message(fragment)
+
+    async def _handle(self, message) -> None:  # type: ignore[no-untyped-def]
+        if message.msgtype != "PATCH-DOC" or self._clock is None:
+            return
+        for event in message.content.get("events", ()):
+            model = event.get("model")
+            if (event.get("kind") == "ModelChanged" and event.get("attr") == "sent"
+                    and isinstance(model, dict) and model.get("id") == self._clock):  # fmt: skip
+                seen = {"kind": "ModelChanged", "model": {"id": self._clock}, "attr": "seen",
+                        "new": event["new"]}  # fmt: skip
+                await self._send("PATCH-DOC", {"events": [seen]})
+                self.acks += 1
+
+    async def run(self) -> None:
+        """Read and acknowledge until the connection closes."""
+        while True:
+            message = await self._next()
+            if message is None:
+                return
+            await self._handle(message)
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+
+
+def _clock_id(doc: dict) -> str:
+    """The id of the page's PageClock among a pulled document's roots."""
+    from tango_bokeh.dashboard.pace import PageClock
+
+    for root in doc["roots"]:
+        if root.get("name") == PageClock.__qualified_model__:
+            return root["id"]
+    raise RuntimeError("the dashboard's document has no PageClock (dashboard/pace.py)")
+
+
+#: Light viewers opening at the same time in a worker (each loads its page, then connects).
+OPENING = 4
+
+
+def light_worker(url: str, first: int, count: int, routes: list[str] | None = None) -> None:
+    """Child process: ``count`` :class:`LightViewer` s on one asyncio loop until told to stop.
+
+    Prints a "ready" line once every viewer is open, then waits for two lines on stdin
+    ("go", "stop"), and prints the viewers' totals when they are closed.
+    """
+    import asyncio
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        viewers = [
+            LightViewer(url, index, routes[k] if routes else f"v{index}-{os.urandom(4).hex()}")
+            for k, index in enumerate(range(first, first + count))
+        ]
+        gate = asyncio.Semaphore(OPENING)
+        readers = []
+
+        async def start(viewer: LightViewer) -> None:
+            async with gate:
+                await viewer.open()
+            readers.append(asyncio.ensure_future(viewer.run()))
+
+        await asyncio.gather(*(start(v) for v in viewers))
+        print(json.dumps({"ready": [v.route for v in viewers]}), flush=True)
+
+        def lines() -> None:
+            sys.stdin.readline()  # go
+            sys.stdin.readline()  # stop (or the end of stdin)
+            loop.call_soon_threadsafe(stop.set)
+
+        threading.Thread(target=lines, daemon=True).start()
+        await stop.wait()
+        closed = sum(r.done() for r in readers)  # connections the server closed meanwhile
+        for viewer in viewers:
+            viewer.close()
+        await asyncio.sleep(0.5)
+        for reader in readers:
+            reader.cancel()
+        totals = {"done": len(viewers), "closed_early": closed,
+                  "messages": sum(v.messages for v in viewers),
+                  "acks": sum(v.acks for v in viewers)}  # fmt: skip
+        print(json.dumps(totals), flush=True)
+
+    asyncio.run(main())
+
+
 def _cpu(pid: int) -> float:
     import psutil
 
@@ -218,7 +385,7 @@ def _cpu(pid: int) -> float:
     return total
 
 
-def run(replicas: int, viewers: int, seconds: float) -> dict:
+def run(replicas: int, viewers: int, seconds: float, kind: str = "bokeh") -> dict:
     import subprocess
 
     with tempfile.TemporaryDirectory(prefix="replicas-") as where:
@@ -234,6 +401,8 @@ def run(replicas: int, viewers: int, seconds: float) -> dict:
                 count = min(PER_WORKER, viewers - first)
                 argv = [sys.executable, __file__, "--worker", url, str(first), str(count),
                         str(seconds)]  # fmt: skip
+                if kind == "light":
+                    argv = [sys.executable, __file__, "--light-worker", url, str(first), str(count)]
                 workers.append(
                     subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                 )
@@ -262,7 +431,7 @@ def run(replicas: int, viewers: int, seconds: float) -> dict:
             cpu1 = [_cpu(p) for p in [*pids, nginx]]
             elapsed = time.monotonic() - t0
             for proc in workers:
-                proc.communicate(timeout=180)
+                proc.communicate("stop\n" if kind == "light" else None, timeout=180)
                 if proc.returncode:
                     raise RuntimeError(f"a viewer process failed (exit {proc.returncode})")
             cores = [(c1 - c0) / elapsed for c0, c1 in zip(cpu0, cpu1, strict=True)]
@@ -300,6 +469,11 @@ def run(replicas: int, viewers: int, seconds: float) -> dict:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--light-worker"]:
+        url, first, count = sys.argv[2:5]
+        routes = json.loads(Path(sys.argv[5]).read_text()) if len(sys.argv) > 5 else None
+        light_worker(url, int(first), int(count), routes)
+        return
     if sys.argv[1:2] == ["--worker"]:
         url, first, count, seconds = sys.argv[2:6]
         routes = json.loads(Path(sys.argv[6]).read_text()) if len(sys.argv) > 6 else None
@@ -309,12 +483,14 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--viewers", type=int, default=150)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--viewer-kind", choices=("bokeh", "light"), default="bokeh",
+                        help="bokeh clients (apply every patch) or LightViewer")  # fmt: skip
     args = parser.parse_args()
     if missing():
         sys.exit(f"needs Debian's {', '.join(missing())} (see .ci/run)")
     per_replica = max(1, args.viewers // args.replicas)
-    baseline = run(1, per_replica, args.seconds)
-    scaled = run(args.replicas, args.viewers, args.seconds)
+    baseline = run(1, per_replica, args.seconds, args.viewer_kind)
+    scaled = run(args.replicas, args.viewers, args.seconds, args.viewer_kind)
     for result in (baseline, scaled):
         print(json.dumps(result))
     met = scaled["acquisitions"] == scaled["target"]
