@@ -305,7 +305,7 @@ def open_page(
                 )
 
             page.on("websocket", on_socket)
-            page.goto(f"http://127.0.0.1:{wire.port}/history")
+            page.goto(f"http://127.0.0.1:{wire.port}/history", wait_until="commit", timeout=600_000)
             page.wait_for_function(
                 "n => window.__bench && window.__bench.first_render !== null"
                 " && Object.keys(window.__bench.drawn).length >= n",
