@@ -8,6 +8,11 @@ Python standard library is used here, so a fresh machine needs nothing but
 Python 3.11+. The test command also installs JupyterHub's proxy
 (configurable-http-proxy, pinned by ``tests/jupyterhub/package-lock.json``)
 into ``.venv/node`` when npm is there; without it the JupyterHub test skips.
+
+``test`` runs two passes: the whole suite on PyTango's sqlite Tango database, then, if
+that passed, the browser tests again on the C++ database server facilities run
+(Debian's ``tango-db`` on MariaDB; :data:`FACILITY_PASS`). pytest options go to both.
+Setting ``TANGO_BOKEH_TEST_DATABASE`` yourself runs one pass on that database.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ STAMP = VENV / ".tango-bokeh-installed"
 NODE = VENV / "node"
 NODE_SPEC = ROOT / "tests" / "jupyterhub"
 EXTRAS = {"demo": "notebook,dashboard,archive", "test": "notebook,dashboard,archive,test"}
+#: The switch of tests/conftest.py's ``control_system`` fixture.
+DATABASE_ENV = "TANGO_BOKEH_TEST_DATABASE"
+#: The second pass: the browser tests on the facility database. Tests marked ``facility``
+#: or ``docker`` start their own MariaDB-backed database already (in the first pass).
+FACILITY_PASS = ("-m", "browser and not facility and not docker")
+#: pytest's exit code when the selection is empty (e.g. ``-k`` matched no browser test).
+NO_TESTS_COLLECTED = 5
 
 
 def _fingerprint(extras: str) -> str:
@@ -92,12 +104,39 @@ def main(argv: list[str]) -> int:
     if command == "test":
         ensure_node_tools()
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    os.chdir(ROOT)
     if command == "demo":
         args = [str(BIN / "tango-bokeh"), "demo", *rest]
-    else:
-        args = [str(BIN / "python"), "-m", "pytest", *rest]
-    os.chdir(ROOT)
-    os.execve(args[0], args, env)  # signals go straight to the demo / pytest
+        os.execve(args[0], args, env)  # signals go straight to the demo
+    pytest = [str(BIN / "python"), "-m", "pytest"]
+    if DATABASE_ENV in os.environ:  # the caller chose the database: one pass, as asked
+        os.execve(pytest[0], [*pytest, *rest], env)
+    passes = [
+        ("main pass: every test, on PyTango's sqlite Tango database", "sqlite", []),
+        (
+            "facility pass: the browser tests, on the C++ DataBaseds on MariaDB",
+            "facility",
+            list(FACILITY_PASS),
+        ),
+    ]
+    for title, database, args in passes:
+        print(f"\n===== dev.py test, {title} =====", flush=True)
+        code = run_pass([*pytest, *args, *rest], {**env, DATABASE_ENV: database})
+        if code not in (0, NO_TESTS_COLLECTED) or (code and database == "sqlite"):
+            print(f"===== dev.py test: {title} failed (exit {code}) =====", flush=True)
+            return code
+    print("\n===== dev.py test: both passes passed =====", flush=True)
+    return 0
+
+
+def run_pass(args: list[str], env: dict[str, str]) -> int:
+    """Run one pytest pass; Ctrl-C reaches pytest (same process group), we wait for it."""
+    proc = subprocess.Popen(args, env=env)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue  # pytest got the same SIGINT and is finishing its clean-up
 
 
 if __name__ == "__main__":
