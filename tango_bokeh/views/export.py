@@ -162,6 +162,7 @@ class Download:
         self.request = request
         self.sent = 0  # files handed to the page, a counter
         self.chunks = 0  # messages sent, a counter
+        self.chunk = CHUNK  # bytes per message
         self._serial = 0
         self._export: Export | None = None
         self._part = 0
@@ -235,8 +236,9 @@ class Download:
         export = self._export
         if self._closed or export is None or serial != self._serial:
             return
-        parts = max(1, -(-len(export.payload) // CHUNK))
-        chunk = export.payload[self._part * CHUNK : (self._part + 1) * CHUNK]
+        size = max(1, self.chunk)
+        parts = max(1, -(-len(export.payload) // size))
+        chunk = export.payload[self._part * size : (self._part + 1) * size]
         meta = {"id": serial, "part": self._part, "parts": parts,
                 "filename": export.filename, "mime": export.mime}  # fmt: skip
         self.source.data = {"meta": [json.dumps(meta)], "chunk": [np.frombuffer(chunk, np.uint8)]}
