@@ -292,8 +292,9 @@ def test_the_save_tool_saves_a_png_of_each_figure(page_server, tmp_path: Path):
                     made[-1].export().payload.decode()))}, timeout=60,
                      what="data in every view")  # fmt: skip
             page.wait_for_timeout(1000)
-            # bokeh's SaveTool asks for a file name (window.prompt): the operator types one.
-            page.on("dialog", lambda dialog: dialog.accept("panel"))
+            # Each save tool has a file name (the figure's title): bokeh asks for none.
+            prompts: list[str] = []
+            page.on("dialog", lambda dialog: (prompts.append(dialog.message), dialog.dismiss()))
             figures = page.locator(".bk-Figure")
             wait_for(lambda: figures.count() == 3, what="the three figures")
             for index, title in enumerate(("Frames", "Spectrometer", "Camera")):
@@ -304,6 +305,7 @@ def test_the_save_tool_saves_a_png_of_each_figure(page_server, tmp_path: Path):
                         save.click()
                     else:  # a narrow toolbar keeps it in its overflow menu: the tool's action
                         page.evaluate(SAVE, title)
+                assert info.value.suggested_filename.startswith(title), title
                 path = tmp_path / f"{index}-{info.value.suggested_filename}"
                 info.value.save_as(path)
                 size = page.evaluate(BOX, title)
@@ -312,6 +314,7 @@ def test_the_save_tool_saves_a_png_of_each_figure(page_server, tmp_path: Path):
                     assert png.size == (size["outer_width"], size["outer_height"]), title
                     colours = png.convert("RGB").getcolors(maxcolors=1_000_000)
                     assert colours is not None and len(colours) > 20, title  # not blank
+            assert prompts == []
         finally:
             context.close()
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from bokeh.models import SaveTool
 from bokeh.plotting import figure
+
+from .export import slug
 
 #: Inline styles of a view's outer column: a white card with a soft border.
 PANEL_STYLES = {
@@ -27,6 +30,9 @@ def style_figure(fig: figure) -> None:
     fig.min_border_left = 60
     fig.toolbar.logo = None
     fig.toolbar.autohide = True
+    for tool in fig.toolbar.tools:
+        if isinstance(tool, SaveTool) and tool.filename is None:
+            tool.filename = slug(fig.title.text or "plot")  # a PNG with no name prompt
     for axis in (*fig.xaxis, *fig.yaxis):
         axis.axis_label_text_font_size = "12px"
         axis.axis_label_text_font_style = "normal"
