@@ -10,6 +10,7 @@ the page itself is ``tests/test_jupyterlab.py``'s ``NotebookPage``.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import time
@@ -278,3 +279,16 @@ def _facts():
 def kernel_facts(kernel: Any) -> dict[str, Any]:
     """``_facts()`` read through a second client of the kernel (``KERNEL_FACTS`` run first)."""
     return json.loads(kernel.run("_facts()").strip().splitlines()[-1])
+
+
+def export_csv(page: Any, cell: Any, where: Path) -> list[dict[str, str]]:
+    """Download what the panel in ``cell`` shows through its "⬇ Export" menu (CSV) into
+    ``where``, as the page saves it; its rows."""
+    cell.evaluate("(c) => c.scrollIntoView({block: 'start'})")
+    with page.expect_download(timeout=120_000) as info:
+        cell.get_by_role("button", name="Export").click()
+        page.get_by_text("CSV (long format)").click()
+    path = where / info.value.suggested_filename
+    info.value.save_as(path)
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))

@@ -8,12 +8,12 @@ JupyterLab's page downloads it (no extra route). Its CSV holds the panel's attri
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 import pytest
 
 from .conftest import wait_for
+from .notebook_pages import export_csv
 from .test_jupyterlab import (
     Jupyter,
     NotebookPage,
@@ -37,13 +37,7 @@ def test_a_notebook_panel_exports_what_it_shows(jupyter: Jupyter, browser: Any, 
         cell.locator("canvas").first.wait_for(timeout=60_000)
         wait_for(lambda: live_rows(notebook) > 10, timeout=60, what="data in the page")
         page.wait_for_timeout(2000)  # a few ticks: every view chosen and drawn
-        cell.evaluate("(c) => c.scrollIntoView({block: 'start'})")
-        with page.expect_download(timeout=120_000) as info:
-            cell.get_by_role("button", name="Export").click()
-            page.get_by_text("CSV (long format)").click()
-        path = tmp_path / info.value.suggested_filename
-        info.value.save_as(path)
-        rows = list(csv.DictReader(path.open()))
+        rows = export_csv(page, cell, tmp_path)
         attributes = {r["attribute"] for r in rows}
         assert {"mot1/Position", "sim/beam/current/Current", "sim/spectro/1/Spectrum"} <= attributes
         assert all(r["time_utc"].endswith("Z") and r["origin"] for r in rows)

@@ -47,6 +47,7 @@ from .notebook_pages import (
     PERIOD,
     SETUP,
     busy_cell,
+    export_csv,
     kernel_facts,
     read_during_busy_cell,
     show_panel,
@@ -251,11 +252,16 @@ def test_panel_in_a_jupyterhub_user_server(jupyterhub: Hub, tmp_path: Path):
         traffic = Traffic(page)
         log_in(page, hub)
         page.goto(f"{hub.url}user/{USER}/lab/tree/quickstart.ipynb")
-        run_monitoring_cell(
+        cell = run_monitoring_cell(
             NotebookPage(page),
             "through the hub",
             lambda: f"websockets: {traffic.websockets}\nhub log: {hub.log.read_text()[-4000:]}",
         )
+        # Export reaches the page through the hub's proxy too (no route of its own).
+        rows = export_csv(page, cell, tmp_path)
+        assert {"mot1/Position", "sim/beam/current/Current"} <= {r["attribute"] for r in rows}
+        current = [float(r["value"]) for r in rows if r["attribute"] == "sim/beam/current/Current"]
+        assert current and all(r["time_utc"].endswith("Z") for r in rows), rows[:3]
 
     panel = assert_behind_the_hub(hub, traffic)
     assert any(traffic.frames[u] > 1 for u in panel), traffic.frames  # patches flow through it

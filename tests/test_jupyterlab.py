@@ -350,9 +350,9 @@ class Traffic:
         return [u for u in self.requests + self.websockets if u.startswith(("http", "ws"))]
 
 
-def run_monitoring_cell(notebook: NotebookPage, via: str, diagnostics: Callable[[], str]) -> None:
+def run_monitoring_cell(notebook: NotebookPage, via: str, diagnostics: Callable[[], str]) -> Any:
     """Run the quickstart's monitoring cell; wait until live values keep arriving (``via``
-    says how, for the message; ``diagnostics()`` is added to it on failure)."""
+    says how, for the message; ``diagnostics()`` is added to it on failure). The cell."""
     notebook.wait_kernel_idle()
     notebook.run("import os")
     cell = notebook.run("panel = monitor(")
@@ -367,6 +367,7 @@ def run_monitoring_cell(notebook: NotebookPage, via: str, diagnostics: Callable[
         )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{diagnostics()}") from exc
+    return cell
 
 
 def hub_line(status: str) -> str:
