@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,4 +96,28 @@ def contract(method: Callable[..., Any]) -> str | None:
     return getattr(method, CONTRACT, None)
 
 
-__all__ = ["CHECK", "WrongThread", "any_thread", "contract", "document_thread", "loop_only"]
+class LazyPool:
+    """Worker threads shared by a whole process, made at the first call (importing a
+    module starts no thread), off the bokeh loop's path. Thread-safe."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._workers, self._name = workers, name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix=self._name)
+            return self._pool
+
+
+__all__ = [
+    "CHECK",
+    "LazyPool",
+    "WrongThread",
+    "any_thread",
+    "contract",
+    "document_thread",
+    "loop_only",
+]

@@ -35,7 +35,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +54,7 @@ from ..tango.archive import (
     NotPlottable,
 )
 from ..tango.sample import Quality
+from ..threads import LazyPool
 from .banner import Level, Problem, attribute_problem
 from .palette import QUALITY_CODES
 
@@ -84,16 +84,8 @@ _CODES = np.full(256, _INVALID, dtype=np.uint8)
 for _number, _quality in QUALITY_OF_CODE.items():
     _CODES[_number & 0xFF] = QUALITY_CODES.get(_quality, _INVALID)
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="tango-bokeh-archive")
-        return _pool
+#: The worker threads that read archives, shared by every trend.
+_executor = LazyPool(WORKERS, "tango-bokeh-archive")
 
 
 class SharedArchive:

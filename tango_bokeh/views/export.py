@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 from bokeh.models import ColumnDataSource, CustomJS, Dropdown
 
+from ..threads import LazyPool
 from .base import View
 from .export_formats import FORMATS, PageRanges, Shown, write
 
@@ -71,17 +71,8 @@ source.__tango_bokeh_asked = serial
 source.tags = [JSON.stringify({format: cb_obj.item, ranges: ranges, serial: serial})]
 """
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def export_pool() -> ThreadPoolExecutor:
-    """The worker threads that write export files (made at the first export)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="tango-bokeh-export")
-        return _pool
+#: The worker threads that write export files (made at the first export).
+export_pool = LazyPool(WORKERS, "tango-bokeh-export")
 
 
 @dataclass(frozen=True)
