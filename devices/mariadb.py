@@ -12,7 +12,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -116,9 +115,7 @@ class MariaDB:
     def kill(self) -> None:
         """SIGKILL the server (a crash); :meth:`stop` still tidies up."""
         if self.proc is not None:
-            self.proc.signal_group(signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.popen.wait(10)
+            self.proc.crash()
 
     def stop(self) -> None:
         if self.proc is not None:

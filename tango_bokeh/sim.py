@@ -92,6 +92,12 @@ class _Process:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
 
+    def crash(self, timeout: float = 10.0) -> None:
+        """SIGKILL the process group at once (a crash, for tests); :meth:`stop` still reaps it."""
+        self.signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout)
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left."""
         if self.alive():

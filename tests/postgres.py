@@ -140,9 +140,7 @@ class PostgreSQL:
     def kill(self) -> None:
         """SIGKILL the server's process group (a crash); :meth:`stop` still tidies up."""
         if self.proc is not None:
-            self.proc.signal_group(signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.popen.wait(10)
+            self.proc.crash()
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT: open connections do not hold it up), then the directory."""
